@@ -1,0 +1,101 @@
+"""pytest wiring: options, Hypothesis profiles, subjects, coverage, report header.
+
+Thin on purpose: everything it shows or runs comes from the invariant registry.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from invariants import BUILTIN_SUBJECTS, REGISTRY, SubjectError, load_subject
+from invariants.coverage import describe, probe
+from invariants.runner import target_for
+from strategies import available_devices
+from strategies.devices import DEVICE_KINDS
+
+_QUIET_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("dev", max_examples=20, deadline=None,
+                          suppress_health_check=_QUIET_CHECKS)
+settings.register_profile("ci", max_examples=30, derandomize=True, database=None,
+                          deadline=None, print_blob=True, suppress_health_check=_QUIET_CHECKS)
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          suppress_health_check=_QUIET_CHECKS)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+SUBJECTS = pytest.StashKey[tuple]()
+COVERAGE = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("batch-norm invariants")
+    group.addoption("--bn-impl", metavar="package.module:Name", default=None,
+                    help="check this BatchNorm2d-style class or factory instead of torch's own")
+    group.addoption("--bn-device", action="append", choices=DEVICE_KINDS, default=None,
+                    help="restrict to this device (repeatable; default: every available one)")
+
+
+def _devices(config) -> tuple:
+    return tuple(config.getoption("--bn-device") or DEVICE_KINDS)
+
+
+def pytest_configure(config):
+    spec = config.getoption("--bn-impl")
+    try:
+        subjects = (load_subject(spec),) if spec else BUILTIN_SUBJECTS
+        present = [d for d in _devices(config) if d in available_devices()]
+        coverage = {(s.name, d): probe(s, d) for s in subjects for d in present}
+    except SubjectError as exc:
+        raise pytest.UsageError(f"--bn-impl: {exc}") from None
+    for subject in subjects:
+        if present and not any(coverage[(subject.name, d)] for d in present):
+            raise pytest.UsageError(
+                f"--bn-impl: {subject} accepts no input: its forward pass raised for every "
+                f"rank 2-5 and dtype on {', '.join(present)}, so nothing could be checked")
+    config.stash[SUBJECTS] = subjects
+    config.stash[COVERAGE] = coverage
+
+
+def _coverage_lines(config) -> list:
+    return [f"  {name} on {device}: {describe(space)}"
+            for (name, device), space in config.stash[COVERAGE].items()]
+
+
+def pytest_report_header(config):
+    return [
+        f"batch-norm invariants: {len(REGISTRY)}; torch {torch.__version__}; "
+        f"devices {', '.join(available_devices())}; profile {settings._current_profile}",
+        "coverage (what each subject accepts, found by probing):",
+        *_coverage_lines(config),
+    ]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if COVERAGE in config.stash:
+        terminalreporter.write_sep("-", "batch-norm coverage")
+        for line in _coverage_lines(config):
+            terminalreporter.write_line(line)
+
+
+def pytest_generate_tests(metafunc):
+    if "target" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    params = []
+    for invariant in REGISTRY.values():
+        for subject in config.stash[SUBJECTS]:
+            for device in _devices(config):
+                ident = f"{invariant.id}-{subject.name}-{device}"
+                space = config.stash[COVERAGE].get((subject.name, device))
+                if space is None:
+                    params.append(pytest.param(None, id=ident, marks=pytest.mark.skip(
+                        reason=f"{device} is not available on this machine")))
+                    continue
+                target = target_for(invariant, subject, space)
+                marks = [] if target.space else [pytest.mark.skip(
+                    reason=f"{subject} accepts no input on {device} that {invariant.id} "
+                           f"applies to")]
+                params.append(pytest.param(target, id=ident, marks=marks))
+    metafunc.parametrize("target", params)

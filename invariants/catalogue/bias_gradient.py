@@ -1,0 +1,60 @@
+"""Zero gradient with respect to a bias added before the batch norm."""
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+from invariants.assertions import InvariantViolation, assert_close
+from invariants.catalogue.common import draw_cases, per_channel_offsets, strengths
+from invariants.harness import affine_of, build, context
+from invariants.reference import channel_view, statistics
+from invariants.registry import Invariant, register
+from invariants.tolerances import gradient_sum_tolerance
+from strategies import apply_layout
+
+
+def bias_gradient(subject, problem, b: torch.Tensor, module=None):
+    """(dl/db, x + b as float64, module) for l = sum(g * BN(x + b)), b a leaf (C,)."""
+    module = module or build(subject, problem)
+    bias = b.to(problem.torch_dtype).to(problem.device).requires_grad_(True)
+    x = problem.input()
+    shifted = apply_layout(x + channel_view(bias, x.dim()), problem.layout)
+    y = module(shifted)
+    if not y.requires_grad:
+        raise InvariantViolation(f"BN(x + b).requires_grad=False, but should be True: "
+                                 f"the output must depend on b [{context(subject, problem)}]")
+    g = problem.cotangent().to(y.dtype).to(problem.device)
+    y.backward(g)
+    return bias.grad, shifted.detach(), module
+
+
+def check(subject, case):
+    p = case.problem
+    eps = p.options.eps
+    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params["bias"], stream=4)
+    grad, shifted, module = bias_gradient(subject, p, b)
+    stats = statistics(shifted, eps)
+    gamma, _ = affine_of(module, shifted.dim())
+    g = p.cotangent().to(p.torch_dtype).double()
+    tol = gradient_sum_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, g, gamma)
+    assert_close("dl/db", grad, torch.zeros_like(tol), tol, context(subject, p))
+
+
+ZERO_BIAS_GRADIENT = register(Invariant(
+    id="zero-bias-gradient",
+    title="Zero gradient with respect to a bias before the normalisation",
+    family="backward",
+    statement=(r"x = u + b \;\Rightarrow\; \frac{\partial \ell}{\partial b_c} = "
+               r"\sum_{i \in c} \frac{\partial \ell}{\partial x_i} = 0 \text{ for every loss } \ell"),
+    why=("BN(u + b) does not depend on b (shift invariance), so neither does any loss of it: "
+         "its derivative in b is zero. A backward pass that treats E[x] as a constant (the "
+         "naive rule) gets (γ/s)·Σ g instead, and moves b for nothing."),
+    source="Ioffe & Szegedy (2015), section 2; the backward pass of section 3",
+    applies="training mode; every rank, dtype, layout and option; any upstream gradient g",
+    tolerance=("the l1 mass of the cancelling terms of Σᵢ dxᵢ, times the relative error of "
+               "each term (u_acc·k(n) + u_out)·(1 + |μ|/s): statistics accumulated in u_acc, each term formed in the input dtype"),
+    tolerance_formula=(r"\tau_c = 4\,(u_{acc} k(n) + u_{out})(1+|\mu_c|/s_c)\,\frac{|\gamma_c|}"
+                       r"{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big)"),
+    cases=lambda space: draw_cases(space, st.fixed_dictionaries({"bias": strengths()})),
+    check=check,
+))

@@ -1,0 +1,66 @@
+"""Find out which ranks and dtypes a subject accepts on a device."""
+from __future__ import annotations
+
+import torch
+
+from invariants.registry import Space
+from invariants.subjects import Subject, SubjectError
+from strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
+
+PROBE_CHANNELS = 3
+
+
+def _probe_input(rank: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(rank)
+    shape = (4, PROBE_CHANNELS) + (2,) * (rank - 2)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
+
+
+def probe(subject: Subject, device: str) -> Space:
+    """The (dtype -> ranks) a subject accepts in training mode on ``device``.
+
+    An input is accepted when the forward pass returns without raising.  An
+    output of the wrong type, shape or dtype is not a refusal but a broken
+    implementation: SubjectError.  A factory that raises for every dtype is too.
+    """
+    accepted, build_errors = {}, []
+    for name in DTYPE_NAMES:
+        dtype = torch_dtype(name)
+        try:
+            module = subject.build(PROBE_CHANNELS, options=BNOptions(), device=device, dtype=dtype)
+        except SubjectError as exc:
+            build_errors.append(str(exc))
+            continue
+        module.train()
+        ranks = []
+        for rank in RANKS:
+            x = _probe_input(rank, dtype, device)
+            try:
+                y = module(x)
+            except Exception:
+                continue
+            _require_like(subject, x, y)
+            ranks.append(rank)
+        if ranks:
+            accepted[name] = tuple(ranks)
+    if len(build_errors) == len(DTYPE_NAMES):
+        raise SubjectError(build_errors[0])
+    return Space(device, accepted)
+
+
+def _require_like(subject: Subject, x: torch.Tensor, y) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise SubjectError(f"{subject} returned a {type(y).__name__} for a {tuple(x.shape)} "
+                           f"{x.dtype} input, but should return a tensor")
+    if y.shape != x.shape or y.dtype != x.dtype:
+        raise SubjectError(f"{subject} returned {tuple(y.shape)} {y.dtype} for a "
+                           f"{tuple(x.shape)} {x.dtype} input, but should return the "
+                           f"input's shape and dtype")
+
+
+def describe(space: Space) -> str:
+    """e.g. 'float32: ranks 2,3; float64: ranks 2,3' or 'accepts no input'."""
+    if not space:
+        return "accepts no input"
+    return "; ".join(f"{d}: rank{'s' if len(r) > 1 else ''} {','.join(map(str, r))}"
+                     for d, r in space.dtype_ranks.items())

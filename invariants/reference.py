@@ -1,0 +1,129 @@
+"""The float64 oracle, and the one batch-norm formula every model subject shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from strategies import accumulation_dtype, torch_dtype
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Per-channel batch statistics in float64, each shaped (1, C, 1, ...)."""
+
+    mean: torch.Tensor
+    var: torch.Tensor          # biased: divided by n
+    std: torch.Tensor          # s = sqrt(var + eps)
+    xhat: torch.Tensor         # (x - mean) / s, the input's shape
+    n: int
+
+
+def channel_view(values: torch.Tensor, rank: int) -> torch.Tensor:
+    """A per-channel vector shaped (1, C, 1, ...) to broadcast against rank-``rank`` input."""
+    return values.reshape((1, -1) + (1,) * (rank - 2))
+
+
+def reduce_dims(rank: int) -> tuple:
+    """The dimensions a batch norm reduces over: all but the channel dimension."""
+    return (0,) + tuple(range(2, rank))
+
+
+def statistics(x: torch.Tensor, eps: float) -> Statistics:
+    """Two-pass batch statistics of ``x``, computed in float64 on the CPU."""
+    x64 = x.detach().to("cpu", torch.float64)
+    dims = reduce_dims(x64.dim())
+    mean = x64.mean(dims, keepdim=True)
+    var = ((x64 - mean) ** 2).mean(dims, keepdim=True)
+    std = (var + eps).sqrt()
+    n = x64.numel() // max(x64.shape[1], 1)
+    return Statistics(mean, var, std, (x64 - mean) / std, n)
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum, eps,
+               num_batches_tracked=None, detach_mean=False, detach_var=False):
+    """Batch norm by the formula, in x's dtype, with torch's semantics.
+
+    Training uses the biased batch variance to normalise and folds the unbiased
+    one into running_var; momentum=None is a cumulative average.  ``detach_mean``
+    and ``detach_var`` drop E[x]'s and Var[x]'s dependence on x from the gradient
+    (the naive rule of Ioffe & Szegedy 2015, section 2).
+    """
+    rank = x.dim()
+    dims = reduce_dims(rank)
+    use_batch = training or running_mean is None
+    if use_batch:
+        n = x.numel() // x.shape[1]
+        if training and n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, "
+                             f"got input size {tuple(x.shape)}")
+        mean = x.mean(dims, keepdim=True)
+        var = ((x - mean) ** 2).mean(dims, keepdim=True)
+        if training and running_mean is not None:
+            _update_running(running_mean, running_var, num_batches_tracked, mean, var, n, momentum)
+        mean = mean.detach() if detach_mean else mean
+        var = var.detach() if detach_var else var
+    else:
+        mean = channel_view(running_mean.to(x.dtype), rank)
+        var = channel_view(running_var.to(x.dtype), rank)
+    y = (x - mean) / (var + eps).sqrt()
+    if weight is not None:
+        y = y * channel_view(weight.to(x.dtype), rank) + channel_view(bias.to(x.dtype), rank)
+    return y
+
+
+@torch.no_grad()
+def _update_running(running_mean, running_var, num_batches_tracked, mean, var, n, momentum):
+    if num_batches_tracked is not None:
+        num_batches_tracked.add_(1)
+    factor = 1.0 / float(num_batches_tracked) if momentum is None else momentum
+    unbiased = var.flatten() * n / max(n - 1, 1)
+    running_mean.mul_(1 - factor).add_(factor * mean.flatten().to(running_mean.dtype))
+    running_var.mul_(1 - factor).add_(factor * unbiased.to(running_var.dtype))
+
+
+class ModelBatchNorm(nn.Module):
+    """A BatchNorm2d-compatible module computing ``batch_norm`` in ``compute_dtype``
+    (None: the input's accumulation dtype), returning the input's dtype."""
+
+    compute_dtype: str | None = None
+    detach_mean = False
+    detach_var = False
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, device=None, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        kw = {"device": device, "dtype": dtype}
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **kw))
+            self.bias = nn.Parameter(torch.zeros(num_features, **kw))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **kw))
+            self.register_buffer("running_var", torch.ones(num_features, **kw))
+            self.register_buffer("num_batches_tracked",
+                                 torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected (N, {self.num_features}, *) input, got {tuple(x.shape)}")
+        compute = torch_dtype(self.compute_dtype or accumulation_dtype(str(x.dtype)[6:]))
+        y = batch_norm(
+            x.to(compute), self.weight, self.bias, self.running_mean, self.running_var,
+            training=self.training, momentum=self.momentum, eps=self.eps,
+            num_batches_tracked=self.num_batches_tracked,
+            detach_mean=self.detach_mean, detach_var=self.detach_var)
+        return y.to(x.dtype)
+
+
+class ReferenceBatchNorm(ModelBatchNorm):
+    """The float64 oracle as a subject: computes in float64, rounds once to the input dtype."""
+
+    compute_dtype = "float64"

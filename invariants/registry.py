@@ -1,0 +1,82 @@
+"""The invariant registry: each invariant is one entry of data and code.
+
+Tests, the run's report and the catalogue docs are all generated from REGISTRY.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from hypothesis import strategies as st
+
+
+@dataclass(frozen=True)
+class Space:
+    """What a subject accepts on one device: dtype name -> accepted ranks."""
+
+    device: str
+    dtype_ranks: Mapping[str, tuple]
+
+    def restrict(self, dtypes=None, ranks=None) -> "Space":
+        """The part of this space inside ``dtypes`` and ``ranks`` (None: no limit)."""
+        kept = {}
+        for dtype, accepted in self.dtype_ranks.items():
+            if dtypes is not None and dtype not in dtypes:
+                continue
+            rs = tuple(r for r in accepted if ranks is None or r in ranks)
+            if rs:
+                kept[dtype] = rs
+        return Space(self.device, kept)
+
+    def __bool__(self) -> bool:
+        return bool(self.dtype_ranks)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn example: a Problem plus the invariant's own parameters."""
+
+    problem: object
+    params: Mapping = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Case(problem={self.problem!r}, params={dict(self.params)!r})"
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A property every correct batch norm satisfies.
+
+    ``cases(space)`` draws Cases inside ``space``; ``check(subject, case)`` raises
+    InvariantViolation when the subject breaks the property, Unsupported when the
+    subject declines the operation outright.
+    """
+
+    id: str
+    title: str
+    family: str
+    statement: str
+    why: str
+    source: str
+    applies: str
+    tolerance: str
+    tolerance_formula: str
+    cases: Callable[[Space], st.SearchStrategy]
+    check: Callable
+    dtypes: tuple | None = None
+    ranks: tuple | None = None
+
+    def space_for(self, space: Space) -> Space:
+        """The part of a subject's space this invariant applies to."""
+        return space.restrict(self.dtypes, self.ranks)
+
+
+REGISTRY: dict[str, Invariant] = {}
+
+
+def register(invariant: Invariant) -> Invariant:
+    """Add ``invariant`` to REGISTRY; ids are unique."""
+    if invariant.id in REGISTRY:
+        raise ValueError(f"invariant id {invariant.id!r} is registered twice")
+    REGISTRY[invariant.id] = invariant
+    return invariant

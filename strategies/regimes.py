@@ -1,0 +1,100 @@
+"""Named value regimes: how the values of an input are distributed, drawn on purpose.
+
+Each regime fills a float64 tensor from a seeded torch generator, so Hypothesis
+draws only (regime, severity, seed) and large tensors cost no shrinking.
+``severity`` in [0, 1] sets how hard the regime pushes; 0 is its mildest form.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import strategies as st
+
+from strategies.dtypes import finfo, max_offset_ratio
+from strategies.shapes import reduction_length
+
+
+def _normal(gen, shape):
+    return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+
+def _uniform(gen, shape, low, high):
+    return low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)
+
+
+def _per_channel(shape, values):
+    return values.view((1, shape[1]) + (1,) * (len(shape) - 2))
+
+
+def unit(gen, shape, severity, dtype):
+    """Standard normal values."""
+    return _normal(gen, shape)
+
+
+def offset(gen, shape, severity, dtype):
+    """Unit-variance channels around large per-channel means, |mean|/std up to
+    ``max_offset_ratio(dtype, n)``: what exposes E[x^2] - E[x]^2."""
+    ratio = max_offset_ratio(dtype, reduction_length(shape)) ** severity
+    signs = torch.where(torch.rand(shape[1], generator=gen) < 0.5, -1.0, 1.0).double()
+    means = signs * ratio * _uniform(gen, (shape[1],), 0.5, 1.0)
+    return _normal(gen, shape) + _per_channel(shape, means)
+
+
+def tiny_variance(gen, shape, severity, dtype):
+    """Variance far below a typical eps: std from 1e-3 down to 1e-3 * 1e-4."""
+    return _normal(gen, shape) * 1e-3 * 10.0 ** (-4 * severity)
+
+
+def constant_channels(gen, shape, severity, dtype):
+    """Half the channels (all of them at severity 1) hold one repeated value."""
+    values = _normal(gen, shape)
+    levels = _per_channel(shape, 4 * _normal(gen, (shape[1],)))
+    constant = _per_channel(shape, torch.rand(shape[1], generator=gen) < 0.5 + 0.5 * severity)
+    return torch.where(constant, levels, values)
+
+
+def heavy_tails(gen, shape, severity, dtype):
+    """Normal values with 1% outliers up to 10**(1 + 3 severity) times larger."""
+    values = _normal(gen, shape)
+    outlier = torch.rand(shape, generator=gen) < 0.01
+    scale = 10.0 ** (1 + 3 * severity) * _uniform(gen, shape, 0.5, 1.0)
+    return torch.where(outlier, values.sign() * scale, values)
+
+
+def mixed_scales(gen, shape, severity, dtype):
+    """Channels whose scales differ by up to 10**(2 decades) within the dtype's range."""
+    decades = 1 + severity * min(8.0, math.log10(finfo(dtype).max) / 3)
+    scales = 10.0 ** _uniform(gen, (shape[1],), -decades, decades)
+    return _normal(gen, shape) * _per_channel(shape, scales)
+
+
+def magnitude(gen, shape, severity, dtype):
+    """The whole tensor scaled by 2**e, |e| up to where n * x^2 still fits the dtype."""
+    info = finfo(dtype)
+    n = reduction_length(shape)
+    top = math.log2(math.sqrt(info.max / (64 * n)))
+    bottom = max(0.0, -math.log2(math.sqrt(info.tiny)) - 10)
+    sign = -1 if torch.rand((), generator=gen) < 0.5 else 1
+    exponent = round(severity * (top if sign > 0 else bottom)) * sign
+    return _normal(gen, shape) * 2.0 ** exponent
+
+
+REGIMES = {
+    fill.__name__: fill
+    for fill in (unit, offset, tiny_variance, constant_channels, heavy_tails,
+                 mixed_scales, magnitude)
+}
+"""Regime name -> fill(generator, shape, severity, dtype) -> float64 tensor."""
+
+
+def regimes(*, allowed=tuple(REGIMES)) -> st.SearchStrategy[str]:
+    """Regime names from ``allowed``, shrinking towards "unit".
+
+    >>> regimes(allowed=("offset",)).example()
+    'offset'
+    """
+    ordered = [name for name in REGIMES if name in set(allowed)]
+    if not ordered:
+        raise ValueError(f"allowed={allowed!r} names none of {tuple(REGIMES)}")
+    return st.sampled_from(ordered)

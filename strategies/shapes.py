@@ -1,0 +1,47 @@
+"""Input shapes (N, C, *spatial) for ranks 2 to 5."""
+from __future__ import annotations
+
+import math
+
+from hypothesis import strategies as st
+
+RANKS = (2, 3, 4, 5)
+LONG_REDUCTION = 100_000
+"""Values per channel in a long-reduction shape."""
+
+
+def reduction_length(shape) -> int:
+    """Values per channel: N * prod(spatial)."""
+    return shape[0] * math.prod(shape[2:])
+
+
+def _long_shape(rank: int, channels: int) -> tuple[int, ...]:
+    if rank == 2:
+        return (LONG_REDUCTION, channels)
+    side = math.ceil((LONG_REDUCTION / 2) ** (1 / (rank - 2)))
+    return (2, channels) + (side,) * (rank - 2)
+
+
+@st.composite
+def shapes(draw, *, ranks=RANKS, min_reduction=2, max_batch=8, max_channels=70,
+           max_side=5, long_reductions=True):
+    """An (N, C, *spatial) shape whose rank is in ``ranks``.
+
+    N shrinks to the smallest legal batch: enough for ``min_reduction`` values per
+    channel (training needs 2).  C runs from 1 to past 64; spatial sides include 1.
+    About one draw in 25 is a long reduction of ~1e5 values per channel.
+
+    >>> shape = shapes(ranks=(4,)).example(); len(shape)
+    4
+    """
+    rank = draw(st.sampled_from(tuple(sorted(ranks))), label="rank")
+    channels = draw(st.integers(1, max_channels), label="channels")
+    spatial = tuple(draw(st.integers(1, max_side)) for _ in range(rank - 2))
+    per_sample = math.prod(spatial)
+    smallest_batch = max(1, math.ceil(min_reduction / per_sample))
+    batch = draw(st.integers(smallest_batch, max(smallest_batch, max_batch)), label="batch")
+    # Drawn last, so a long shape costs as many choices as a small one and
+    # shrinking (which prefers fewer choices) still heads for small shapes.
+    if long_reductions and draw(st.integers(0, 24), label="long") == 24:
+        return _long_shape(rank, min(channels, 3))
+    return (batch, channels) + spatial
