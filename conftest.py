@@ -11,10 +11,13 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from invariants import BUILTIN_SUBJECTS, REGISTRY, SubjectError, load_subject
+from invariants.subjects import REFERENCE_SUBJECT
 from invariants.coverage import describe, probe
 from invariants.runner import target_for
 from strategies import available_devices
 from strategies.devices import DEVICE_KINDS
+
+pytest_plugins = ("tests.plugins.json_report",)
 
 _QUIET_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("dev", max_examples=20, deadline=None,
@@ -26,6 +29,7 @@ settings.register_profile("thorough", max_examples=2000, deadline=None,
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 SUBJECTS = pytest.StashKey[tuple]()
+REFERENCE = pytest.StashKey[object]()
 COVERAGE = pytest.StashKey[dict]()
 
 
@@ -33,6 +37,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("batch-norm invariants")
     group.addoption("--bn-impl", metavar="package.module:Name", default=None,
                     help="check this BatchNorm2d-style class or factory instead of torch's own")
+    group.addoption("--bn-ref", metavar="package.module:Name", default=None,
+                    help="differential mode: also check agreement with this implementation "
+                         "(default: the float64 reference)")
     group.addoption("--bn-device", action="append", choices=DEVICE_KINDS, default=None,
                     help="restrict to this device (repeatable; default: every available one)")
 
@@ -41,11 +48,20 @@ def _devices(config) -> tuple:
     return tuple(config.getoption("--bn-device") or DEVICE_KINDS)
 
 
-def pytest_configure(config):
-    spec = config.getoption("--bn-impl")
+def _load(config, option, default):
+    spec = config.getoption(option)
     try:
-        subjects = (load_subject(spec),) if spec else BUILTIN_SUBJECTS
-        present = [d for d in _devices(config) if d in available_devices()]
+        return load_subject(spec, option) if spec else default
+    except SubjectError as exc:
+        raise pytest.UsageError(f"{option}: {exc}") from None
+
+
+def pytest_configure(config):
+    subjects = _load(config, "--bn-impl", None)
+    subjects = (subjects,) if subjects else BUILTIN_SUBJECTS
+    config.stash[REFERENCE] = _load(config, "--bn-ref", REFERENCE_SUBJECT)
+    present = [d for d in _devices(config) if d in available_devices()]
+    try:
         coverage = {(s.name, d): probe(s, d) for s in subjects for d in present}
     except SubjectError as exc:
         raise pytest.UsageError(f"--bn-impl: {exc}") from None
@@ -66,7 +82,8 @@ def _coverage_lines(config) -> list:
 def pytest_report_header(config):
     return [
         f"batch-norm invariants: {len(REGISTRY)}; torch {torch.__version__}; "
-        f"devices {', '.join(available_devices())}; profile {settings._current_profile}",
+        f"devices {', '.join(available_devices())}; profile {settings._current_profile}; "
+        f"reference {config.stash[REFERENCE]}",
         "coverage (what each subject accepts, found by probing):",
         *_coverage_lines(config),
     ]
@@ -93,7 +110,7 @@ def pytest_generate_tests(metafunc):
                     params.append(pytest.param(None, id=ident, marks=pytest.mark.skip(
                         reason=f"{device} is not available on this machine")))
                     continue
-                target = target_for(invariant, subject, space)
+                target = target_for(invariant, subject, space, config.stash[REFERENCE])
                 marks = [] if target.space else [pytest.mark.skip(
                     reason=f"{subject} accepts no input on {device} that {invariant.id} "
                            f"applies to")]

@@ -49,7 +49,9 @@ class Invariant:
 
     ``cases(space)`` draws Cases inside ``space``; ``check(subject, case)`` raises
     InvariantViolation when the subject breaks the property, Unsupported when the
-    subject declines the operation outright.
+    subject declines the operation outright.  A differential invariant
+    (``needs_reference``) is called ``check(subject, case, reference)``.
+    ``dtypes``/``ranks`` limit where it applies (None: everywhere).
     """
 
     id: str
@@ -65,6 +67,7 @@ class Invariant:
     check: Callable
     dtypes: tuple | None = None
     ranks: tuple | None = None
+    needs_reference: bool = False
 
     def space_for(self, space: Space) -> Space:
         """The part of a subject's space this invariant applies to."""

@@ -58,24 +58,30 @@ class FunctionalBatchNorm(ModelBatchNorm):
                             use_batch, 0.0 if factor is None else factor, self.eps)
 
 
+REFERENCE_SUBJECT = Subject("reference(float64)", ReferenceBatchNorm)
+"""The float64 oracle; the default of --bn-ref."""
+
+TORCH_FACTORIES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, FunctionalBatchNorm)
+"""torch's own batch norms, the factories a known deviation can name."""
+
 BUILTIN_SUBJECTS = (
     Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d),
     Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d),
     Subject("torch.nn.BatchNorm3d", nn.BatchNorm3d),
     Subject("torch.nn.functional.batch_norm", FunctionalBatchNorm),
-    Subject("reference(float64)", ReferenceBatchNorm),
+    REFERENCE_SUBJECT,
 )
 """What a plain ``pytest`` checks."""
 
 
-def load_subject(spec: str) -> Subject:
+def load_subject(spec: str, option: str = "--bn-impl") -> Subject:
     """The subject named by ``package.module:Name``; bad specs raise SubjectError.
 
     The current directory is importable, as under ``python -m``.
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise SubjectError(f"--bn-impl={spec!r} should look like package.module:Name")
+        raise SubjectError(f"{option}={spec!r} should look like package.module:Name")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

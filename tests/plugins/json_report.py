@@ -1,0 +1,1 @@
+"""Machine-readable report of a run (to be written): see issue on the catalogue."""
