@@ -61,15 +61,21 @@ def pytest_configure(config):
     subjects = (subjects,) if subjects else BUILTIN_SUBJECTS
     config.stash[REFERENCE] = _load(config, "--bn-ref", REFERENCE_SUBJECT)
     present = [d for d in _devices(config) if d in available_devices()]
+    missing = [d for d in config.getoption("--bn-device") or () if d not in present]
+    if missing:
+        raise pytest.UsageError(f"--bn-device={missing[0]}: no {missing[0]} device is "
+                                f"available on this machine")
     try:
         coverage = {(s.name, d): probe(s, d) for s in subjects for d in present}
     except SubjectError as exc:
         raise pytest.UsageError(f"--bn-impl: {exc}") from None
     for subject in subjects:
-        if present and not any(coverage[(subject.name, d)] for d in present):
+        spaces = [coverage[(subject.name, d)] for d in present]
+        if spaces and not any(spaces):
             raise pytest.UsageError(
                 f"--bn-impl: {subject} accepts no input: its forward pass raised for every "
-                f"rank 2-5 and dtype on {', '.join(present)}, so nothing could be checked")
+                f"rank 2-5 and dtype on {', '.join(present)} (first: {spaces[0].refusal}), "
+                f"so nothing could be checked")
     config.stash[SUBJECTS] = subjects
     config.stash[COVERAGE] = coverage
 

@@ -23,7 +23,7 @@ def probe(subject: Subject, device: str) -> Space:
     output of the wrong type, shape or dtype is not a refusal but a broken
     implementation: SubjectError.  A factory that raises for every dtype is too.
     """
-    accepted, build_errors = {}, []
+    accepted, build_errors, refusals = {}, [], []
     for name in DTYPE_NAMES:
         dtype = torch_dtype(name)
         try:
@@ -37,7 +37,8 @@ def probe(subject: Subject, device: str) -> Space:
             x = _probe_input(rank, dtype, device)
             try:
                 y = module(x)
-            except Exception:
+            except Exception as exc:
+                refusals.append(f"{type(exc).__name__}: {exc}")
                 continue
             _require_like(subject, x, y)
             ranks.append(rank)
@@ -45,7 +46,7 @@ def probe(subject: Subject, device: str) -> Space:
             accepted[name] = tuple(ranks)
     if len(build_errors) == len(DTYPE_NAMES):
         raise SubjectError(build_errors[0])
-    return Space(device, accepted)
+    return Space(device, accepted, refusals[0] if refusals else "")
 
 
 def _require_like(subject: Subject, x: torch.Tensor, y) -> None:

@@ -16,6 +16,8 @@ class Space:
 
     device: str
     dtype_ranks: Mapping[str, tuple]
+    refusal: str = ""
+    """The first error a refused input raised, to explain an empty space."""
 
     def restrict(self, dtypes=None, ranks=None) -> "Space":
         """The part of this space inside ``dtypes`` and ``ranks`` (None: no limit)."""
@@ -26,7 +28,7 @@ class Space:
             rs = tuple(r for r in accepted if ranks is None or r in ranks)
             if rs:
                 kept[dtype] = rs
-        return Space(self.device, kept)
+        return Space(self.device, kept, self.refusal)
 
     def __bool__(self) -> bool:
         return bool(self.dtype_ranks)

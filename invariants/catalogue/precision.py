@@ -1,0 +1,125 @@
+"""Error bounds and measurements shared by the numerics, differential and layout families.
+
+Registers nothing.  The bounds follow invariants.tolerances: statistics accumulated
+in u_acc with relative error k(n) u_acc, the elementwise stage allowed to run in the
+input dtype (u_out), SAFETY for the constant factors of first-order bounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from invariants.assertions import InvariantViolation
+from invariants.harness import affine_of, build, context
+from invariants.reference import Statistics
+from invariants.tolerances import SAFETY, relative_error
+from strategies import apply_layout, finfo, mantissa_bits, unit_roundoff
+
+
+def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
+    """The spacing of ``dtype`` at each |value| (float64 in, float64 out): 2**(e - p)
+    for |v| in [2**(e-1), 2**e), and the subnormal spacing below the smallest normal."""
+    _, exponent = torch.frexp(values.double())
+    lowest = torch.frexp(torch.tensor(finfo(dtype).tiny, dtype=torch.float64))[1]
+    return torch.ldexp(torch.ones_like(values, dtype=torch.float64),
+                       torch.maximum(exponent, lowest) - mantissa_bits(dtype))
+
+
+def exact_output(stats: Statistics, gamma=None, beta=None) -> torch.Tensor:
+    """gamma * xhat + beta in float64 (xhat alone without affine parameters)."""
+    return stats.xhat if gamma is None else stats.xhat * gamma + beta
+
+
+def input_gradient_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None):
+    """Bound on |dl/dx_i - exact| elementwise, for dl/dx_i = (gamma/s)(g_i - mean(g) - xhat_i m),
+    m = mean(g xhat).
+
+    With e = u_acc k(n) + u_out (``relative_error``) and r = |mu|/s, first-order terms:
+    1/s off by e(1 + r); mean(g) by e mean|g|; xhat_i by e(1 + r + |xhat_i|); m by
+    e mean(|g|(1 + r + 2|xhat|)); forming and rounding the combination 2e(|g_i| +
+    |mean g| + |xhat_i m|).  With |m| <= mean(|g||xhat|) their sum is at most
+    e F_i G_i (|gamma|/s), F_i = 3 + r + |xhat_i|,
+    G_i = |g_i| + 1.5 mean|g| + (1 + 2|xhat_i|) mean(|g|(1 + 2|xhat|)).
+    """
+    dims = (0,) + tuple(range(2, g.dim()))
+    gamma = 1.0 if weight is None else weight.abs()
+    spread = (g.abs() * (1 + 2 * xhat.abs())).mean(dims, keepdim=True)
+    mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xhat.abs()) * spread
+    factor = 3 + mean.abs() / std + xhat.abs()
+    return SAFETY * relative_error(dtype, n) * factor * mass * gamma / std + finfo(dtype).tiny
+
+
+def running_tolerances(compute: str, stored: str, stats: Statistics, factor: float,
+                       running_mean0, running_var0):
+    """Bounds on the running mean and variance after one training step, per channel (C,).
+
+    The batch mean is off by e(|mu| + sigma) (mean|x| <= |mu| + sigma); the biased
+    variance by e(|mu| + sigma)(sigma + e(|mu| + sigma)): rounding x - mu and the
+    sum cost e sigma(|mu| + sigma), the mean's error adds its square.  e is
+    ``relative_error(compute, n)``; ``factor`` (the momentum) scales both, n/(n-1)
+    the variance; updating a buffer stored in ``stored`` rounds each product once.
+    """
+    e = relative_error(compute, stats.n)
+    u = unit_roundoff(stored)
+    mu, sigma = stats.mean.abs().flatten(), stats.var.sqrt().flatten()
+    bessel = stats.n / max(stats.n - 1, 1)
+    mean_error = e * (mu + sigma)
+    var_error = mean_error * (sigma + mean_error) * bessel
+    unbiased = stats.var.flatten() * bessel
+    tiny = finfo(stored).tiny
+    tol_mean = SAFETY * (factor * mean_error
+                         + u * ((1 - factor) * running_mean0.abs() + factor * mu)) + tiny
+    tol_var = SAFETY * (factor * var_error
+                        + u * ((1 - factor) * running_var0.abs() + factor * unbiased)) + tiny
+    return tol_mean, tol_var
+
+
+def computes_in_float64(subject) -> bool:
+    """Whether ``subject`` is a float64 oracle (a model batch norm computing in float64
+    and rounding once to the input dtype)."""
+    return getattr(subject.factory, "compute_dtype", None) == "float64"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one training step of a subject produced, as float64 on the CPU."""
+
+    output: torch.Tensor
+    input_grad: torch.Tensor
+    running_mean: torch.Tensor | None
+    running_var: torch.Tensor | None
+    gamma: torch.Tensor | None
+    beta: torch.Tensor | None
+    momentum_factor: float
+
+
+def _buffer(module, name):
+    value = getattr(module, name, None)
+    return None if value is None else value.detach().to("cpu", torch.float64).clone()
+
+
+def training_step(subject, problem, cotangent: torch.Tensor) -> Step:
+    """Forward ``problem.input()`` (in its layout) through a fresh module of
+    ``subject`` in training mode, then backward ``cotangent``; read y, dl/dx and
+    the running statistics.  The gradient is taken at a contiguous leaf behind
+    the layout copy, so every layout reports it in the same logical order."""
+    module = build(subject, problem)
+    leaf = problem.values.to(problem.torch_dtype).to(problem.device).requires_grad_(True)
+    y = module(apply_layout(leaf, problem.layout))
+    if not y.requires_grad:
+        raise InvariantViolation(f"BN(x).requires_grad=False, but should be True: the output "
+                                 f"depends on x [{context(subject, problem)}]")
+    y.backward(cotangent.to(problem.torch_dtype).to(problem.device))
+    if leaf.grad is None:
+        raise InvariantViolation(f"dl/dx=None, but should be a tensor: the backward pass must "
+                                 f"reach the input [{context(subject, problem)}]")
+    opts = problem.options
+    steps = getattr(module, "num_batches_tracked", None)
+    factor = opts.momentum
+    if factor is None:
+        factor = 1.0 / max(int(steps), 1) if steps is not None else 1.0
+    gamma, beta = affine_of(module, len(problem.shape))
+    return Step(y.detach().to("cpu", torch.float64), leaf.grad.to("cpu", torch.float64),
+                _buffer(module, "running_mean"), _buffer(module, "running_var"),
+                gamma, beta, factor)
