@@ -1,0 +1,92 @@
+"""Examples per second per invariant, the generation/check split, and a naive baseline.
+
+    python3 -m benchmarks.throughput [--examples 200] [--subject torch.nn.functional.batch_norm]
+
+The baseline is the obvious way to write the shift check: Hypothesis ``arrays()`` filled
+elementwise, converted to torch, forward only.  Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+
+import invariants
+from invariants.coverage import probe
+from invariants.runner import target_for
+from invariants.subjects import BUILTIN_SUBJECTS
+
+SETTINGS = dict(deadline=None, database=None, derandomize=True)
+
+
+def baseline_rate(examples: int) -> float:
+    """Examples/s of the elementwise-arrays, forward-only shift check."""
+    count = [0]
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(arrays(np.float32, array_shapes(min_dims=2, max_dims=4, min_side=2, max_side=6),
+                  elements=st.floats(-10, 10, width=32)),
+           st.floats(-100, 100, width=32))
+    def shift_check(x, b):
+        count[0] += 1
+        t = torch.from_numpy(x)
+        y0 = F.batch_norm(t, None, None, training=True)
+        y1 = F.batch_norm(t + b, None, None, training=True)
+        assert torch.allclose(y0, y1, atol=1e-2) or True  # timing only: no verdict
+
+    start = time.perf_counter()
+    shift_check()
+    return count[0] / (time.perf_counter() - start)
+
+
+def invariant_rate(target, examples: int):
+    """(examples/s, share of time in the check) for one target."""
+    count, checking = [0], [0.0]
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(case=target.cases())
+    def run(case):
+        count[0] += 1
+        start = time.perf_counter()
+        try:
+            target.check(case)
+        except invariants.Unsupported:
+            pass
+        finally:
+            checking[0] += time.perf_counter() - start
+
+    start = time.perf_counter()
+    run()
+    total = time.perf_counter() - start
+    return count[0] / total, checking[0] / total
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--subject", default="torch.nn.functional.batch_norm")
+    parser.add_argument("--only", nargs="*", help="invariant ids (default: all)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    subject = next(s for s in BUILTIN_SUBJECTS if s.name == args.subject)
+    space = probe(subject, "cpu")
+    base = baseline_rate(args.examples)
+    print(f"baseline (arrays() elementwise, forward-only shift check): {base:8.1f} examples/s")
+    print(f"{'invariant':40s} {'examples/s':>10s} {'x baseline':>10s} {'check':>6s} {'generate':>8s}")
+    for inv in invariants.REGISTRY.values():
+        if args.only and inv.id not in args.only:
+            continue
+        target = target_for(inv, subject, space)
+        if not target.space:
+            continue
+        rate, share = invariant_rate(target, args.examples)
+        print(f"{inv.id:40s} {rate:10.1f} {rate / base:10.2f} {share:6.0%} {1 - share:8.0%}")
+
+
+if __name__ == "__main__":
+    main()
