@@ -24,6 +24,7 @@ settings.register_profile("dev", max_examples=20, deadline=None,
                           suppress_health_check=_QUIET_CHECKS)
 settings.register_profile("ci", max_examples=30, derandomize=True, database=None,
                           deadline=None, print_blob=True, suppress_health_check=_QUIET_CHECKS)
+settings.register_profile("ci-seeded", settings.get_profile("ci"), derandomize=False)
 settings.register_profile("thorough", max_examples=2000, deadline=None,
                           suppress_health_check=_QUIET_CHECKS)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

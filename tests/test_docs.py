@@ -14,7 +14,7 @@ def pages():
     return gen_docs.render()
 
 
-def test_catalogue_is_fresh(pages):
+def test_catalogue_is_fresh():
     stale = gen_docs.stale()
     assert not stale, (f"generated docs={stale}, but should be identical to what the "
                        f"generator produces [{REGENERATE}]")
@@ -55,3 +55,57 @@ def test_check_mode_flags_an_edited_page(tmp_path):
     assert gen_docs.stale(root) == [f"{gen_docs.CATALOGUE}/index.md",
                                     f"{gen_docs.CATALOGUE}/orphan.md"], (
         "stale files after editing a page and leaving an orphan, but should list both")
+
+
+HAND_WRITTEN = sorted(p for p in (gen_docs.DOCS).glob("*.md"))
+
+
+def test_links_into_the_catalogue_resolve(pages):
+    for page in HAND_WRITTEN:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\(catalogue/([a-z0-9-]+\.md)#([a-z0-9-]+)\)", text):
+            generated = pages.get(f"{gen_docs.CATALOGUE}/{target}", "")
+            assert f"{{#{anchor}}}" in generated, (
+                f"link {page.name} -> catalogue/{target}#{anchor}=dangling, but should name "
+                f"a registered invariant on its family page [fix the link, or {REGENERATE}]")
+
+
+def test_documented_options_exist():
+    sources = [gen_docs.ROOT / "conftest.py", *sorted((gen_docs.ROOT / "tests" / "plugins").glob("*.py"))]
+    defined = {opt for src in sources
+               for opt in re.findall(r"addoption\(\s*\"(--bn-[a-z-]+)\"", src.read_text(encoding="utf-8"))}
+    for page in HAND_WRITTEN:
+        for option in sorted(set(re.findall(r"--bn-[a-z]+(?:-[a-z]+)*", page.read_text(encoding="utf-8")))):
+            assert option in defined, (f"option {option} in docs/{page.name}=undefined, but "
+                                       f"should be one of {sorted(defined)} (conftest.py)")
+
+
+def test_kill_matrix_and_gpu_run_are_read(tmp_path):
+    import json
+    data = tmp_path / "docs" / "data"
+    data.mkdir(parents=True)
+    (tmp_path / "mkdocs.yml").write_text(
+        (gen_docs.ROOT / "mkdocs.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    (data / "kill_matrix.json").write_text(json.dumps({
+        "mutants": {"DetachedMeanBatchNorm": {"bug": "the batch mean is detached"},
+                    "ZooBatchNorm": {"bug": "none: a control, which must pass every invariant"}},
+        "matrix": {"DetachedMeanBatchNorm": {"zero-bias-gradient": "caught",
+                                             "shift-invariance": "passed"},
+                   "ZooBatchNorm": {"zero-bias-gradient": "caught"}}}))
+    (data / "gpu_run.json").write_text(json.dumps({"torch": "2.x+cu", "results": [
+        {"invariant": "zero-bias-gradient", "subject": "s", "device": "cuda",
+         "outcome": "fail", "reason": "dl/db=1, but should be 0"},
+        {"invariant": "zero-bias-gradient", "subject": "s", "device": "cpu", "outcome": "pass"},
+        {"invariant": "shift-invariance", "subject": "s", "device": "cuda", "outcome": "pass"}]}))
+    pages = gen_docs.render(tmp_path)
+    backward = pages[f"{gen_docs.CATALOGUE}/backward.md"]
+    section = backward[backward.index("{#zero-bias-gradient}"):]
+    catches = section.split("**Status.**")[0]
+    assert "`DetachedMeanBatchNorm`" in catches and "ZooBatchNorm" not in catches, (
+        f"catches={catches[-200:]!r}, but should list the caught mutants and no control")
+    assert "| torch, CUDA | fail |" in section and "dl/db=1, but should be 0" in section, (
+        "CUDA status=not fail, but should be 'fail' with the recorded message")
+    index = pages[f"{gen_docs.CATALOGUE}/index.md"]
+    shift_row = next(line for line in index.splitlines() if "#shift-invariance)" in line)
+    assert shift_row.endswith("| pass |"), f"CUDA status of shift-invariance={shift_row!r}, but should be pass"
+    assert gen_docs.NO_KILL_MATRIX not in backward, "kill matrix present, but page says absent"

@@ -88,12 +88,13 @@ EVAL_AFFINE_MAP = register(Invariant(
     source="Ioffe & Szegedy (2015), section 3.1 and Algorithm 2",
     applies=("eval mode, track_running_stats=True with running statistics set to drawn values "
              "(rv > 0, on the batch's scale); every rank, dtype, layout and option"),
-    tolerance=("a few roundings of the map: 1/sqrt(rv + eps) formed in the accumulation dtype "
-               "(u_acc), the elementwise stage in the input dtype (u_out), each rounding at "
-               "most u times |a x|, |a rm| or |β|; plus the smallest normal (1 + |a|) for "
+    tolerance=("the roundings of the map: 1/sqrt(rv + eps) formed in the accumulation dtype "
+               "(SAFETY·u_acc), then up to five roundings of the elementwise stage in the input "
+               "dtype (x − rm, a rounded, × 1/s, × γ, + β; six counted), each at most "
+               "u_out·(|a|(|x| + |rm|) + |β|); plus the smallest normal (1 + |a|) for "
                "subnormal intermediates"),
-    tolerance_formula=(r"\tau_i = 4\big[(u_{acc}+u_{out})|a_c|(|x_i| + |\hat\mu_c|) + "
-                       r"u_{out}|\beta_c|\big] + \text{tiny}\,(1+|a_c|)"),
+    tolerance_formula=(r"\tau_i = 4u_{acc}|a_c|(|x_i| + |\hat\mu_c|) + 6u_{out}\big(|a_c|(|x_i| + "
+                       r"|\hat\mu_c|) + |\beta_c|\big) + \text{tiny}\,(1+|a_c|)"),
     cases=lambda space: draw_cases(space, options=TRACKED),
     check=check_affine_map,
 ))

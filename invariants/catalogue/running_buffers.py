@@ -15,8 +15,8 @@ from strategies import accumulation_dtype, finfo, unit_roundoff
 
 
 def as64(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as float64 on the CPU, detached."""
-    return t.detach().to("cpu", torch.float64)
+    """A float64 CPU copy of ``t`` (never an alias: buffers change in place)."""
+    return t.detach().to("cpu", torch.float64).clone()
 
 
 def dtype_name(t: torch.Tensor) -> str:
@@ -46,14 +46,16 @@ def running_buffers(module, subject, problem):
 def drawn_running_stats(problem, stream: int):
     """(mean, var) per channel (float64, (C,)), away from the defaults (0, 1) and from
     the batch's own statistics, on the batch's scale: mean = mu + s z with z standard
-    normal, var = s^2 2^(2v - 1) with v uniform, s = sqrt(Var[x] + eps)."""
+    normal, var = s^2 2^(2v - 1) with v uniform, s = sqrt(Var[x] + eps); both kept
+    below a sixteenth of the dtype's largest value, so they are stored finite."""
     stats = statistics(problem.values, problem.options.eps)
     gen = problem.generator(stream)
     c = problem.num_features
     z = torch.randn(c, generator=gen, dtype=torch.float64)
     spread = 2.0 ** (2 * torch.rand(c, generator=gen, dtype=torch.float64) - 1)
     s = stats.std.flatten()
-    return stats.mean.flatten() + s * z, s * s * spread
+    top = finfo(problem.dtype).max / 16
+    return (stats.mean.flatten() + s * z).clamp(-top, top), (s * s * spread).clamp(max=top)
 
 
 @torch.no_grad()
@@ -105,15 +107,25 @@ def running_update(start: torch.Tensor, steps, buffer_dtype: str):
     Each step carries the statistic's error, scaled by f, a few roundings of the
     update in the buffer's dtype, SAFETY u_buf (|r| + f |s|) (which covers both
     (1 - f) r + f s and the lerp form r + f (s - r)), and the absolute rounding of a
-    subnormal result; earlier errors shrink by (1 - f).
+    subnormal result; earlier errors shrink by (1 - f).  Where the statistic or the
+    result may pass the dtype's largest finite value, an infinity is a correct
+    rounding: the bound there is infinite (and stays so).
     """
-    u_buf, tiny = unit_roundoff(buffer_dtype), finfo(buffer_dtype).tiny
+    u_buf, info = unit_roundoff(buffer_dtype), finfo(buffer_dtype)
     exact, bound = start.clone(), torch.zeros_like(start)
     for f, stat in steps:
-        rounding = SAFETY * u_buf * (exact.abs() + f * stat.value.abs()) + tiny
+        rounding = SAFETY * u_buf * (exact.abs() + f * stat.value.abs()) + info.tiny
         bound = (1 - f) * bound + f * stat.error + rounding
         exact = (1 - f) * exact + f * stat.value
+        reach = torch.maximum(stat.value.abs() + stat.error, exact.abs() + bound)
+        bound = torch.where(reach * (1 + u_buf) >= info.max, float("inf"), bound)
     return exact, bound
+
+
+MAP_ROUNDINGS = 6
+"""Roundings of the eval-mode elementwise stage in the input dtype: x - rm, 1/sqrt(rv + eps)
+or a rounded to the input dtype, the products by it and by gamma, the sum with beta (five),
+plus one for second-order terms and the float64 reference's own error."""
 
 
 @dataclass(frozen=True)
@@ -131,18 +143,18 @@ class EvalMap:
         return self.a * x + self.c
 
     def tolerance(self, dtype: str, x: torch.Tensor) -> torch.Tensor:
-        """Bound on |y - (a x + c)| elementwise: SAFETY [(u_acc + u_out) |a| (|x| + |rm|)
-        + u_out |beta|] + tiny (1 + |a|).
+        """Bound on |y - (a x + c)| elementwise: SAFETY u_acc |a| (|x| + |rm|)
+        + MAP_ROUNDINGS u_out (|a| (|x| + |rm|) + |beta|) + tiny (1 + |a|).
 
         1/sqrt(rv + eps) is a per-channel statistic, formed in the accumulation dtype
-        (a few roundings, u_acc); the elementwise stage, either (x - rm) a + beta or
-        a x + (beta - a rm), may run in the input dtype: each of its few roundings is
-        at most u_out times |a x|, |a rm| or |beta|.  tiny (1 + |a|) is the absolute
-        rounding of a subnormal intermediate, scaled by a if it happens before it.
+        (a few roundings, u_acc); the elementwise stage, (x - rm) a + beta or
+        a x + (beta - a rm), may run in the input dtype, each of its roundings at most
+        u_out times |a| (|x| + |rm|) + |beta|.  tiny (1 + |a|) is the absolute rounding
+        of a subnormal intermediate, scaled by a if it happens before it.
         """
         u_out, u_acc = unit_roundoff(dtype), unit_roundoff(accumulation_dtype(dtype))
         spread = self.a.abs() * (x.abs() + self.mean.abs())
-        return (SAFETY * ((u_acc + u_out) * spread + u_out * self.beta.abs())
+        return (SAFETY * u_acc * spread + MAP_ROUNDINGS * u_out * (spread + self.beta.abs())
                 + finfo(dtype).tiny * (1 + self.a.abs()))
 
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from hypothesis import strategies as st
 
 from invariants.assertions import assert_close, assert_true
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.running_buffers import (as64, batch_statistics, drawn_running_stats,
-                                                  dtype_name, running_buffers, running_update,
+from invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats, dtype_name,
+                                                  running_buffers, running_update,
                                                   set_running_stats)
 from invariants.harness import build, context
 from invariants.registry import Invariant, register
