@@ -30,15 +30,25 @@ def reduce_dims(rank: int) -> tuple:
     return (0,) + tuple(range(2, rank))
 
 
+def channel_scale(x: torch.Tensor) -> torch.Tensor:
+    """A per-channel power of two c >= 1, (1, C, 1, ...), with max|x / c| < 2: dividing by
+    it is exact and keeps sums of squares from overflowing."""
+    peak = x.detach().abs().amax(reduce_dims(x.dim()), keepdim=True).clamp_min(1.0)
+    return torch.exp2(torch.floor(torch.log2(peak)))
+
+
 def statistics(x: torch.Tensor, eps: float) -> Statistics:
-    """Two-pass batch statistics of ``x``, computed in float64 on the CPU."""
+    """Two-pass batch statistics of ``x``, computed in float64 on the CPU (each channel
+    scaled by a power of two first, so huge values do not overflow the variance)."""
     x64 = x.detach().to("cpu", torch.float64)
     dims = reduce_dims(x64.dim())
-    mean = x64.mean(dims, keepdim=True)
-    var = ((x64 - mean) ** 2).mean(dims, keepdim=True)
-    std = (var + eps).sqrt()
+    c = channel_scale(x64)
+    scaled = x64 / c
+    mean_s = scaled.mean(dims, keepdim=True)
+    var_s = ((scaled - mean_s) ** 2).mean(dims, keepdim=True)
+    std = c * (var_s + eps / c**2).sqrt()
     n = x64.numel() // max(x64.shape[1], 1)
-    return Statistics(mean, var, std, (x64 - mean) / std, n)
+    return Statistics(c * mean_s, c**2 * var_s, std, (scaled - mean_s) / (std / c), n)
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum, eps,
@@ -58,16 +68,20 @@ def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum
         if training and n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, "
                              f"got input size {tuple(x.shape)}")
+        c = channel_scale(x)
+        x = x / c
         mean = x.mean(dims, keepdim=True)
         var = ((x - mean) ** 2).mean(dims, keepdim=True)
         if training and running_mean is not None:
-            _update_running(running_mean, running_var, num_batches_tracked, mean, var, n, momentum)
+            _update_running(running_mean, running_var, num_batches_tracked,
+                            c.double() * mean.double(), c.double() ** 2 * var.double(), n, momentum)
         mean = mean.detach() if detach_mean else mean
         var = var.detach() if detach_var else var
+        y = (x - mean) / (var + eps / c**2).sqrt()
     else:
         mean = channel_view(running_mean.to(x.dtype), rank)
         var = channel_view(running_var.to(x.dtype), rank)
-    y = (x - mean) / (var + eps).sqrt()
+        y = (x - mean) / (var + eps).sqrt()
     if weight is not None:
         y = y * channel_view(weight.to(x.dtype), rank) + channel_view(bias.to(x.dtype), rank)
     return y
@@ -75,12 +89,15 @@ def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum
 
 @torch.no_grad()
 def _update_running(running_mean, running_var, num_batches_tracked, mean, var, n, momentum):
+    """Fold float64 batch statistics into the buffers, computed in float64, rounded once."""
     if num_batches_tracked is not None:
         num_batches_tracked.add_(1)
     factor = 1.0 / float(num_batches_tracked) if momentum is None else momentum
     unbiased = var.flatten() * n / max(n - 1, 1)
-    running_mean.mul_(1 - factor).add_(factor * mean.flatten().to(running_mean.dtype))
-    running_var.mul_(1 - factor).add_(factor * unbiased.to(running_var.dtype))
+    new_mean = (1 - factor) * running_mean.double() + factor * mean.flatten()
+    new_var = (1 - factor) * running_var.double() + factor * unbiased
+    running_mean.copy_(new_mean.to(running_mean.dtype))
+    running_var.copy_(new_var.to(running_var.dtype))
 
 
 class ModelBatchNorm(nn.Module):

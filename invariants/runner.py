@@ -36,10 +36,16 @@ class Target:
     def check(self, case) -> None:
         """Raise InvariantViolation when the subject breaks the invariant on ``case``."""
         note(f"reproduce: {case!r}")
-        if self.invariant.needs_reference:
-            self.invariant.check(self.subject, case, self.reference)
-        else:
-            self.invariant.check(self.subject, case)
+        check_case(self.invariant, self.subject, case, self.reference)
+
+
+def check_case(invariant: Invariant, subject: Subject, case,
+               reference: Subject = REFERENCE_SUBJECT) -> None:
+    """Check one case outside Hypothesis (a replayed counterexample, say)."""
+    if invariant.needs_reference:
+        invariant.check(subject, case, reference)
+    else:
+        invariant.check(subject, case)
 
 
 def target_for(invariant: Invariant, subject: Subject, space: Space,

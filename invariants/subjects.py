@@ -8,7 +8,6 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -61,7 +61,10 @@ class Problem:
     def input(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """A fresh input tensor (``values`` or the problem's own) in dtype, device, layout."""
         source = self.values if values is None else values
-        return apply_layout(source.to(self.torch_dtype).to(self.device), self.layout)
+        fresh = source.to(self.torch_dtype).to(self.device)
+        if fresh.data_ptr() == source.data_ptr():
+            fresh = fresh.clone()  # never hand out the cached values themselves
+        return apply_layout(fresh, self.layout)
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) as float64, drawn away from (1, 0): |gamma| in [0.5, 2]

@@ -139,3 +139,11 @@ def test_exact_shift_grid_makes_the_sum_exact(problem, strength, dtype):
     assert torch.equal(bg.to(p.torch_dtype).double(), bg)
     assert torch.equal(exact.to(p.torch_dtype).double(), exact)
     assert math.log2(h) == int(math.log2(h))
+
+
+def test_input_never_aliases_the_cached_values():
+    p = S.Problem(shape=(4, 2), dtype="float64")
+    x = p.input()
+    x.add_(1.0)
+    assert not torch.equal(x, p.values)
+    assert torch.equal(p.input(), p.values)

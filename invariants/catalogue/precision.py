@@ -123,3 +123,28 @@ def training_step(subject, problem, cotangent: torch.Tensor) -> Step:
     return Step(y.detach().to("cpu", torch.float64), leaf.grad.to("cpu", torch.float64),
                 _buffer(module, "running_mean"), _buffer(module, "running_var"),
                 gamma, beta, factor)
+
+
+HALF_BACKWARD_OVERFLOW = (
+    "torch's CPU float16 backward, for channels-last or strided input, overflows the "
+    "per-channel sum of g (x - mean) to inf once it passes 65504 (the float16 maximum) and "
+    "returns NaN for dl/dx of the whole channel; the contiguous path, and any float32 "
+    "accumulation, gets the finite gradient. Reached by heavy tails over a long reduction.")
+
+
+def half_backward_overflow_cases():
+    """(factories, counterexample) for the float16 backward overflow, one per rank family:
+    the strategy's long-reduction shapes, one channel, strided, heavy tails."""
+    from torch import nn
+
+    from invariants.registry import Case
+    from invariants.subjects import FunctionalBatchNorm
+    from strategies import Problem
+
+    def case(shape):
+        return Case(Problem(shape=shape, dtype="float16", layout="strided",
+                            regime="heavy_tails", severity=1.0, seed=1))
+
+    return (((nn.BatchNorm1d, FunctionalBatchNorm), case((100000, 1))),
+            ((nn.BatchNorm2d,), case((2, 1, 224, 224))),
+            ((nn.BatchNorm3d,), case((2, 1, 37, 37, 37))))

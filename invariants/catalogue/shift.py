@@ -1,7 +1,6 @@
 """Shift invariance of x-hat: BN(x + b) = BN(x) in training mode."""
 from __future__ import annotations
 
-import torch
 from hypothesis import strategies as st
 
 from invariants.assertions import assert_close

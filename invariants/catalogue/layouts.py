@@ -1,0 +1,68 @@
+"""Memory layout: the same logical tensor in any storage order gives the same batch norm."""
+from __future__ import annotations
+
+import dataclasses
+
+from invariants.assertions import assert_close
+from invariants.catalogue.common import draw_cases
+from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW,
+                                            half_backward_overflow_cases,
+                                            input_gradient_tolerance, training_step)
+from invariants.deviations import KnownDeviation, record
+from invariants.harness import context
+from invariants.reference import statistics
+from invariants.registry import Invariant, register
+from invariants.tolerances import output_tolerance
+from strategies import LAYOUTS
+
+OTHER_LAYOUTS = tuple(name for name in LAYOUTS if name != "contiguous")
+
+
+def check(subject, case):
+    p = case.problem
+    plain = dataclasses.replace(p, layout="contiguous")
+    g = p.cotangent().to(p.torch_dtype).double()
+    stored = training_step(subject, p, g)
+    contiguous = training_step(subject, plain, g)
+    s = statistics(p.values, p.options.eps)
+    out_tol = output_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, stored.gamma, stored.beta)
+    grad_tol = input_gradient_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, g, stored.gamma)
+    ctx = f"{context(subject, p)}; compared with the same values contiguous"
+    assert_close(f"BN(x in {p.layout})", stored.output, contiguous.output, 2 * out_tol, ctx)
+    assert_close(f"dl/dx (x in {p.layout})", stored.input_grad, contiguous.input_grad,
+                 2 * grad_tol, f"{ctx}; l = sum(g * BN(x)), g standard normal")
+
+
+LAYOUT_INDEPENDENCE = register(Invariant(
+    id="layout-independence",
+    title="Independence of the memory layout",
+    family="layouts",
+    statement=(r"\mathrm{BN}(\mathrm{store}_L(x)) = \mathrm{BN}(x) \text{ and } "
+               r"\partial\ell/\partial x \text{ likewise, for } L \in "
+               r"\{\text{channels\_last},\ \text{strided},\ \text{offset}\}"),
+    why=("A tensor's strides and storage offset say where its elements live, not what they "
+         "are: a batch norm is a function of the logical (N, C, *) values, so channels-last "
+         "storage, a strided view or a view at a storage offset must give the same output "
+         "and gradient, in the same shape. A kernel that walks memory assuming NCHW order "
+         "mixes channels; one that ignores the storage offset reads the wrong values."),
+    source=("PyTorch documentation: Tensor Attributes (torch.memory_format) and Tensor Views; "
+            "the channels-last memory format tutorial"),
+    applies="training mode; every rank, dtype, regime and option; non-contiguous layouts",
+    tolerance=("twice the output tolerance of agrees-with-reference, and twice the input-"
+               "gradient tolerance of differential-agreement: each layout is within its bound "
+               "of the exact value, and a kernel may reduce in another order for another "
+               "layout"),
+    tolerance_formula=(r"\tau_i = 2\,\tau^{out}_i \text{ (output)},\quad "
+                       r"2\,\tau^{dx}_i \text{ (gradient)}"),
+    cases=lambda space: draw_cases(space, layouts_allowed=OTHER_LAYOUTS),
+    check=check,
+))
+
+for _factories, _case in half_backward_overflow_cases():
+    record(KnownDeviation(
+        invariant=LAYOUT_INDEPENDENCE.id, factories=_factories, device="cpu",
+        dtypes=("float16",), counterexample=_case,
+        measured=("dl/dx is NaN in every element of the channel for strided input, finite "
+                  "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
+                  "1.4e5 > 65504"),
+        explanation=HALF_BACKWARD_OVERFLOW))

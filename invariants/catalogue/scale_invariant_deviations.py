@@ -1,0 +1,47 @@
+"""Known deviations of torch's batch norm found by the scale-invariant-weights family."""
+from __future__ import annotations
+
+from invariants.deviations import KnownDeviation, record
+from invariants.registry import Case
+from invariants.subjects import TORCH_FACTORIES
+from strategies import Problem
+
+HALF_BACKWARD_OVERFLOW = record(KnownDeviation(
+    invariant="weight-gradient-inverse-scale",
+    factories=TORCH_FACTORIES,
+    device="cpu",
+    dtypes=("float16",),
+    counterexample=Case(
+        problem=Problem(shape=(2, 3, 224, 224), dtype="float16", layout="channels_last",
+                        regime="heavy_tails", severity=0.5625, seed=0),
+        params={"scale": 4.0}),
+    measured=("4 dl/dW(4W; 16 eps) is NaN in 3 of 9 elements (expected 283, 26.25, 156.75; "
+              "tolerance finite): every one of the 100352 dl/dx of channel 0 is NaN, where the "
+              "float64 closed form has |dl/dx| <= 0.0245; the unscaled run and the reference "
+              "subject pass"),
+    explanation=("torch's CPU float16 batch-norm backward (the kernel for channels-last and "
+                 "(N, C) inputs; a contiguous NCHW copy of the same values passes) returns NaN "
+                 "for a channel whose input "
+                 "(|x| <= 2344, var = 2.7e4), output and gradient are all in float16's range. "
+                 "That channel is the only one whose sum of g (x - mu) (8.8e4) passes 65504, "
+                 "so a per-channel intermediate held in float16 apparently overflows; the "
+                 "accumulation standard (float32 for half types) would not."),
+))
+
+
+_EXPLANATION = HALF_BACKWARD_OVERFLOW.explanation
+
+HALF_BACKWARD_OVERFLOW_NORM = record(KnownDeviation(
+    invariant="weight-norm-nondecreasing",
+    factories=TORCH_FACTORIES,
+    device="cpu",
+    dtypes=("float16",),
+    counterexample=Case(
+        problem=Problem(shape=(100000, 2), dtype="float16", layout="strided",
+                        regime="heavy_tails", severity=0.75, seed=0),
+        params={"steps": 1, "lr": 0.5}),
+    measured=("dl/dW is NaN in row 1 (the reference subject gives [-92.8, 52.6]), so the norm "
+              "identity reads NaN: channel 1 of W u has var 2.1e4, |x| <= 2254 and "
+              "sum g (x - mu) = 6.9e4 > 65504; channel 0 (sum 3.5e3) is fine"),
+    explanation=_EXPLANATION,
+))

@@ -1,0 +1,222 @@
+"""Scale-invariant weights: BN(W u) = BN((aW) u) (Ioffe & Szegedy 2015, section 3.3).
+
+A weight W (C, K) mixes the problem's input u (N, K, *) into x = W u (a 1x1
+convolution over the channel dimension, so every rank works) and the subject
+normalises x in training mode; l = sum(g * BN(W u)).  Since dl/dW_ck = sum_i
+dl/dx_ci u_ki, the identities of the input gradient carry over to W.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from hypothesis import assume, strategies as st
+
+from invariants.assertions import InvariantViolation, assert_close
+from invariants.catalogue.common import draw_cases
+from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
+                                                 radial_reference_error,
+                                                 radial_value, rounded_cotangent)
+from invariants.harness import affine_of, build, context
+from invariants.reference import reduce_dims, statistics
+from invariants.registry import Invariant, register
+from invariants.tolerances import SAFETY, relative_error
+from strategies import REGIMES, accumulation_dtype, apply_layout, finfo, unit_roundoff
+
+POSITIVE_VARIANCE = tuple(r for r in REGIMES if r not in ("constant_channels", "tiny_variance"))
+"""Regimes where every channel of W u has a variance clearly above zero in every dtype,
+as eps = 0 (or eps tiny relative to it) needs."""
+
+
+def mixing_weight(problem, scale: float = 1.0) -> torch.Tensor:
+    """W (C, C), float64, entries ±(0.5..1.5)/sqrt(C) (no subnormals, rows of norm about 1)
+    rounded to the dtype, times ``scale`` (a power of two keeps it exact)."""
+    gen = problem.generator(5)
+    c = problem.num_features
+    sign = torch.where(torch.rand(c, c, generator=gen) < 0.5, -1.0, 1.0).double()
+    size = 0.5 + torch.rand(c, c, generator=gen, dtype=torch.float64)
+    weight = (sign * size / c ** 0.5).to(problem.torch_dtype).double()
+    return weight * scale
+
+
+def mix(weight: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """x = W u over the channel dimension: x[n, c, ...] = sum_k W[c, k] u[n, k, ...]."""
+    return torch.einsum("ck,nk...->nc...", weight, u)
+
+
+def weight_gradient(subject, problem, weight64, *, module):
+    """(dl/dW, x) as float64 for l = sum(g * BN(W u)); x is the input the subject saw."""
+    weight = weight64.detach().clone().to(problem.torch_dtype).to(problem.device).requires_grad_(True)
+    x = apply_layout(mix(weight, problem.input()), problem.layout)
+    y = module(x)
+    if not y.requires_grad:
+        raise InvariantViolation(f"BN(W u).requires_grad=False, but should be True "
+                                 f"[{context(subject, problem)}]")
+    y.backward(problem.cotangent().to(y.dtype).to(problem.device))
+    return weight.grad.to("cpu", torch.float64), x.detach().to("cpu", torch.float64)
+
+
+def gradient_terms(problem, x, eps, gamma):
+    """(stats of x, g, closed-form dl/dx, its elementwise tolerance), all float64."""
+    stats = statistics(x, eps)
+    g = rounded_cotangent(problem)
+    return stats, g, closed_form(stats, g, gamma), elementwise_tolerance(problem.dtype, stats, g, gamma)
+
+
+def radial_tolerance(problem, magnitude, dx, dx_tol, forward_length: int):
+    """Bound on |sum_i dl/dx_i (W u)_i - sum_i dl/dx_i x_i| per channel, (C,).
+
+    ``magnitude`` is |W| |u| (or |a u|) elementwise: the error of each dl/dx_i is
+    weighted by it; the backward's reduction over n adds (u_acc k(n) + u_out) of
+    sum |dl/dx| |W||u|, and x = fl(W u), a reduction over ``forward_length``, is off
+    by (u_acc k(K) + u_out) |W||u| plus, where it is subnormal, the spacing u_sub."""
+    dims = reduce_dims(dx.dim())
+    rel = (relative_error(problem.dtype, problem.reduction_length)
+           + relative_error(problem.dtype, forward_length))
+    spacing = finfo(problem.dtype).tiny * finfo(problem.dtype).eps
+    total = magnitude * (dx_tol + SAFETY * rel * dx.abs()) + SAFETY * spacing * dx.abs()
+    return total.sum(dims).flatten() + finfo(problem.dtype).tiny
+
+
+def check_radial(subject, case):
+    p = case.problem
+    eps = p.options.eps
+    module = build(subject, p)
+    weight = mixing_weight(p)
+    grad, x = weight_gradient(subject, p, weight, module=module)
+    gamma, _ = affine_of(module, x.dim())
+    stats, g, dx, dx_tol = gradient_terms(p, x, eps, gamma)
+    magnitude = mix(weight.abs(), p.values.abs())
+    tol = radial_tolerance(p, magnitude, dx, dx_tol, p.num_features)
+    tol = tol + radial_reference_error(stats, g, gamma, eps)
+    assert_close("<W_c, dl/dW_c>", (weight * grad).sum(1), radial_value(stats, g, gamma, eps),
+                 tol, context(subject, p))
+
+
+WEIGHT_GRADIENT_RADIAL = register(Invariant(
+    id="weight-gradient-radial",
+    title="The weight gradient is orthogonal to the weight (up to ε)",
+    family="scale-invariant weights",
+    statement=(r"\Big\langle W_c, \frac{\partial \ell}{\partial W_c}\Big\rangle = \gamma_c\,"
+               r"\frac{\varepsilon}{\sigma_c^2+\varepsilon}\sum_{i\in c} g_i\hat x_i "
+               r"\;\xrightarrow{\;\varepsilon\to 0\;}\; 0"),
+    why=("BN((aW)u) = BN(Wu) for every a > 0 when ε = 0, so the loss is constant along the "
+         "ray through W and its gradient has no radial component. With ε > 0 the radial "
+         "part is Σᵢ xᵢ ∂l/∂xᵢ = s x̂ᵀdx = γ(ε/s²)Σ g x̂ exactly. A backward pass that holds "
+         "Var[x] out gets γΣ g x̂ instead."),
+    source="Ioffe & Szegedy (2015), section 3.3",
+    applies="training mode; every rank (x = W u over the channel dimension), dtype, layout and option",
+    tolerance=("per channel: the input-gradient elementwise tolerance weighted by |W||u|, plus "
+               "the rounding of the backward's reduction over n and of the forward's "
+               "x = fl(W u) (reduction over K), each (u_acc k + u_out) times Σ|dx||W||u|, "
+               "plus the absolute rounding u_sub of a subnormal x"),
+    tolerance_formula=(r"\tau_c = \sum_{i\in c} (|W||u|)_i\big(\tau^{dx}_i + 4(\rho_n + \rho_K)"
+                       r"|dx_i|\big) + 4u_{sub}\sum_{i\in c}|dx_i|,\ \rho_m = u_{acc}k(m) + u_{out}"),
+    cases=lambda space: draw_cases(space),
+    check=check_radial,
+))
+
+
+def _exactly_scaled(x1, x2, c, dtype) -> bool:
+    """Whether x2 = c x1 bitwise with no subnormal value: then every scale-equivariant
+    operation of a batch norm (sums, means, sqrt of var, products) scales exactly."""
+    tiny = finfo(dtype).tiny
+    normal = ((x1 == 0) | (x1.abs() >= tiny)).all() and ((x2 == 0) | (x2.abs() >= tiny)).all()
+    return bool(torch.equal(x2, c * x1)) and bool(normal)
+
+
+def _weight_tolerance(p, dx, dx_tol):
+    """Elementwise bound on |dl/dW - exact| at the x the subject saw, (C, K)."""
+    rel = relative_error(p.dtype, p.reduction_length)
+    return torch.einsum("nc...,nk...->ck", dx_tol + SAFETY * rel * dx.abs(), p.values.abs())
+
+
+def _moved_gradient(p, stats, g, gamma, delta):
+    """Bound on |exact dl/dW(x1) - exact dl/dW(x2)| when |x1 - x2| <= delta per channel:
+    1/s moves by delta/s relative, x̂ by delta (2 + |x̂|)/s, c̄ by that times mean|g|."""
+    dims = reduce_dims(g.dim())
+    xa = stats.xhat.abs()
+    g_mean, gx_mean = g.mean(dims, keepdim=True), (g * stats.xhat).mean(dims, keepdim=True)
+    spread = (g.abs() * (2 + xa)).mean(dims, keepdim=True)
+    scale = (1.0 if gamma is None else gamma.abs()) / stats.std * delta / stats.std
+    per_x = SAFETY * scale * (g.abs() + g_mean.abs() + (2 + 2 * xa) * gx_mean.abs() + xa * spread)
+    return torch.einsum("nc...,nk...->ck", per_x, p.values.abs())
+
+
+def _in_range(p, x, stats, dx, c: float) -> bool:
+    """Whether x, its centred squares summed over n, dl/dx and sum |dl/dx||u| all stay a
+    factor SAFETY inside the dtype's range once x is scaled by c (and dl/dx by 1/c)."""
+    top, acc_top = finfo(p.dtype).max / SAFETY, finfo(accumulation_dtype(p.dtype)).max / SAFETY
+    centred = float((c * (x - stats.mean).abs().max()) ** 2) * stats.n
+    mass = float(torch.einsum("nc...,nk...->ck", dx.abs(), p.values.abs()).max())
+    return (c * float(x.abs().max()) <= top and centred <= acc_top
+            and float(dx.abs().max()) / c <= top and mass / c <= top)
+
+
+def _subnormal_gradients(p, grad1, c: float) -> torch.Tensor:
+    """Where some dl/dx or dl/dW is (or, scaled by 1/c, becomes) subnormal, its rounding is
+    absolute, at most the subnormal spacing, and does not scale: dl/dW moves by that
+    times sum_i |u_ki| in either run, and its final rounding may land on the neighbouring
+    value, one u_out |dl/dW| away.  Once the two runs differ at all, every later rounding
+    may differ too, so the callers add the full weight-gradient tolerance of both."""
+    spacing = finfo(p.dtype).tiny * finfo(p.dtype).eps
+    u_mass = p.values.abs().sum(reduce_dims(p.values.dim())).reshape(1, -1)
+    return SAFETY * (1 + c) * spacing * (1 + u_mass) + 2 * unit_roundoff(p.dtype) * grad1.abs()
+
+
+def check_inverse_scale(subject, case):
+    p, c = case.problem, case.params["scale"]
+    eps = p.options.eps
+    module = build(subject, p)
+    grad1, x1 = weight_gradient(subject, p, mixing_weight(p), module=module)
+    gamma, _ = affine_of(module, x1.dim())
+    stats1, _, dx1, _ = gradient_terms(p, x1, eps, gamma)
+    if not _in_range(p, x1, stats1, dx1, c):
+        c = 1 / c
+        assume(_in_range(p, x1, stats1, dx1, c))
+    scaled = build(subject, p, options=replace(p.options, eps=c * c * eps))
+    grad2, x2 = weight_gradient(subject, p, mixing_weight(p, c), module=scaled)
+    near_subnormal = SAFETY * max(1.0, c) * finfo(p.dtype).tiny
+    subnormal = bool((dx1.abs() < near_subnormal).any() or (grad1.abs() < near_subnormal).any())
+    exact = _exactly_scaled(x1, x2, c, p.dtype) and not subnormal
+    tol = torch.zeros_like(grad1)
+    if not exact:
+        _, g, _, tol1 = gradient_terms(p, x1, eps, gamma)
+        _, _, dx2, tol2 = gradient_terms(p, x2, c * c * eps, gamma)
+        delta = (x1 - x2 / c).abs().amax(reduce_dims(x1.dim()), keepdim=True)
+        tol = (_subnormal_gradients(p, grad1, c) + _weight_tolerance(p, dx1, tol1)
+               + c * _weight_tolerance(p, dx2, tol2) + _moved_gradient(p, stats1, g, gamma, delta))
+    assert_close(f"{c:g} * dl/dW({c:g} W; {c * c:g} eps)", c * grad2, grad1, tol,
+                 f"{context(subject, p)}; {'exact' if exact else 'rounded'} scaling")
+
+
+WEIGHT_GRADIENT_INVERSE_SCALE = register(Invariant(
+    id="weight-gradient-inverse-scale",
+    title="Scaling the weight by c scales its gradient by 1/c",
+    family="scale-invariant weights",
+    statement=(r"\frac{\partial \ell_{c^2\varepsilon}}{\partial W}\Big|_{cW} = "
+               r"\frac{1}{c}\,\frac{\partial \ell_{\varepsilon}}{\partial W}\Big|_{W}"
+               r"\quad(\text{at } \varepsilon = 0:\ \nabla\ell(cW) = \nabla\ell(W)/c)"),
+    why=("At ε = 0, l(cW) = l(W) for every c > 0; differentiating in W gives c ∇l(cW) = "
+         "∇l(W): larger weights get smaller gradients, which stabilises training. For ε > 0 "
+         "the same holds exactly once ε is scaled with the variance, by c² (torch refuses "
+         "ε = 0 in training). With c a power of two every rounding scales exactly, so the "
+         "check is bitwise. The naive rules satisfy it too (their gradient is also "
+         "homogeneous); it catches ε added in the wrong place and any step that is not "
+         "scale-equivariant."),
+    source="Ioffe & Szegedy (2015), section 3.3",
+    applies=("training mode; every rank, dtype, layout, regime and option; c in "
+             "{1/4, 1/2, 2, 4, 8}, or its reciprocal where c would take x, Σ(x − μ)², dl/dx "
+             "or Σ|dl/dx||u| past the dtype's range / SAFETY (neither: the case is rejected)"),
+    tolerance=("bitwise when x = W u scales exactly and no x, dl/dx or dl/dW is (or becomes) "
+               "subnormal; otherwise the absolute rounding of subnormal gradients (the spacing "
+               "u_sub times Σ|u|, plus the u_out|dl/dW| it may flip), the weight-gradient "
+               "tolerance of both runs, and the change of the exact gradient when x moves by "
+               "the difference δ of the two roundings"),
+    tolerance_formula=(r"\tau_{ck} = [\text{not exact}]\big(4(1+c)\,u_{sub}(1+\sum_i|u_{ki}|) "
+                       r"+ 2u_{out}|\partial_W\ell| + \tau^{W}_{ck}(x) + c\,\tau^{W}_{ck}(cx) + "
+                       r"\Delta_{ck}(\delta)\big)"),
+    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
+        {"scale": st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0))})),
+    check=check_inverse_scale,
+))
