@@ -24,6 +24,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from invariants.catalogue.drift import bias_descent  # noqa: E402
+from invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
+                                                          weight_gradient)
 from invariants.harness import build  # noqa: E402
 from invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
 from invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
@@ -34,8 +36,7 @@ PROPER = (REFERENCE_SUBJECT, Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d))
 NAIVE_CENTERING = Subject("naive rule (E[x] held constant)", NaiveCenteringBatchNorm)
 NAIVE_SCALING = Subject("naive rule (E[x], Var[x] held constant)", NaiveScalingBatchNorm)
 BIAS_PROBLEM = Problem(shape=(32, 3), dtype="float64", seed=4)
-SCALE_PROBLEM = Problem(shape=(32, 1), dtype="float64", seed=2)
-IN_FEATURES = 4
+SCALE_PROBLEM = Problem(shape=(32, 3), dtype="float64", seed=2)
 
 
 @dataclass(frozen=True)
@@ -47,28 +48,23 @@ class WeightTrajectory:
 
 
 def weight_descent(subject, problem, *, steps: int, lr: float) -> WeightTrajectory:
-    """Run W <- W - lr * dl/dW for ``steps`` steps on l(W) = sum(g * BN(u Wᵀ)), with u
-    (N, IN_FEATURES) and W_0 (C, IN_FEATURES) drawn from the problem's seed and g its
-    upstream gradient; record ‖W‖ and l.  BN(a u Wᵀ) = BN(u Wᵀ) for a > 0, so W is
-    scale-invariant: a proper gradient is orthogonal to W."""
-    n, c = problem.shape
-    gen = problem.generator(5)
-    dtype, device = problem.torch_dtype, problem.device
-    u = torch.randn(n, IN_FEATURES, generator=gen, dtype=torch.float64).to(dtype).to(device)
-    weight = torch.randn(c, IN_FEATURES, generator=gen, dtype=torch.float64)
-    weight = weight.to(dtype).to(device).requires_grad_(True)
-    g = problem.cotangent().to(dtype).to(device)
+    """Run W <- W - lr * dl/dW for ``steps`` steps on l(W) = sum(g * BN(W u)), with the
+    invariants' own W_0 (``mixing_weight``), mixing (``mix``) and gradient
+    (``weight_gradient``) from invariants/catalogue/scale_invariant_weights.py.
+    BN(a W u) = BN(W u) for a > 0, so a proper gradient is orthogonal to W."""
+    weight = mixing_weight(problem)
     module = build(subject, problem)
+    g = problem.cotangent()
     norms, losses = [], []
     for step in range(steps + 1):
-        loss = (module(u @ weight.T).double() * g.double()).sum()
-        norms.append(weight.detach().to("cpu", torch.float64).norm(dim=1))
-        losses.append(loss.detach().cpu())
+        norms.append(weight.norm(dim=1))
+        with torch.no_grad():
+            y = module(mix(weight.to(problem.torch_dtype).to(problem.device), problem.input()))
+        losses.append((y.to("cpu", torch.float64) * g).sum())
         if step == steps:
             break
-        (grad,) = torch.autograd.grad(loss, weight)
-        with torch.no_grad():
-            weight -= lr * grad
+        grad, _ = weight_gradient(subject, problem, weight, module=module)
+        weight = weight - lr * grad
     return WeightTrajectory(torch.stack(norms), torch.stack(losses))
 
 
@@ -121,7 +117,7 @@ def scale_figure(path: Path, *, steps: int = 300, lr: float = 0.1) -> None:
         right.plot(t, path_.loss, color=color, ls=style, lw=2 if color != "black" else 1.5,
                    label=label)
     _style(left, r"$\|W_t\|$: grows without bound under the naive rule", r"$\|W_t\|$")
-    _style(right, r"loss $\ell(W_t)$: the naive rule ends above where it started", r"$\ell$")
+    _style(right, r"loss $\ell(W_t)$: the naive rule stalls above the proper one", r"$\ell$")
     left.legend(fontsize=8, loc="upper left")
     right.legend(fontsize=8, loc="center right")
     fig.suptitle(f"Gradient descent on W in x = W u, then x̂ = (x − E[x]) / √Var[x]  "

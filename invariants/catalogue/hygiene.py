@@ -44,8 +44,13 @@ class Footprint:
 
 def check_input_untouched(subject, case):
     p = case.problem
-    x = p.input()
     ctx = context(subject, p)
+    plain = p.input()  # without autograd, where in-place shortcuts are tempting
+    before = Footprint.of(plain)
+    with torch.no_grad():
+        build(subject, p)(plain)
+    before.assert_same(plain, "forward without autograd", ctx)
+    x = p.input()
     before = Footprint.of(x)
     x.requires_grad_(True)
     y = build(subject, p)(x)
@@ -59,7 +64,8 @@ INPUT_NOT_MODIFIED = register(Invariant(
     id="input-not-modified",
     title="Forward and backward leave the input tensor as it was",
     family="hygiene",
-    statement=(r"\text{after } y = \mathrm{BN}(x) \text{ and } y.\mathrm{backward}(g):\; "
+    statement=(r"\text{after } y = \mathrm{BN}(x) \text{ (with and without autograd) and } "
+               r"y.\mathrm{backward}(g):\; "
                r"x \text{ (storage bytes, shape, strides, offset, version) unchanged}"),
     why=("Callers reuse their activations (residual connections, several heads, the "
          "backward pass itself). A kernel that centres or scales its input in place, or "

@@ -1,1 +1,170 @@
-"""Machine-readable report of a run (to be written): see issue on the catalogue."""
+"""Machine-readable report of a run: ``pytest --bn-report=PATH``.
+
+Writes one JSON document when the session ends:
+
+    {"torch": "2.13.0+cpu", "profile": "ci", "reference": "reference(float64)",
+     "coverage": {"<subject>": {"<device>": {"<dtype>": [ranks...]}}},
+     "results": [{"test": nodeid, "invariant": id, "subject": name, "device": "cpu",
+                  "dtypes": {"float32": [2, 3, 4, 5], ...},
+                  "outcome": "pass" | "fail" | "error" | "skip" | "xfail" | "xpass",
+                  "reason": str | null, "duration": seconds}],
+     "summary": {"pass": n, "fail": n, ...}}
+
+``results`` holds one entry per ``test_invariant`` test: the dtypes are those its
+target draws (the subject's probed space, restricted to where the invariant
+applies, less known deviations); a skip says why (unsupported by the subject, no
+applicable input, device absent).  ``coverage`` is what each subject accepts on
+each device, as probed at start-up (conftest's COVERAGE stash).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPORT = pytest.StashKey["BatchNormReport"]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("batch-norm invariants")
+    group.addoption("--bn-report", metavar="PATH", default=None,
+                    help="write a JSON report of every invariant test (outcome, dtypes "
+                         "covered, skip reasons) and the probed coverage to PATH")
+
+
+def pytest_configure(config):
+    path = config.getoption("--bn-report", default=None)
+    if path:
+        report = BatchNormReport(config, Path(path))
+        config.stash[REPORT] = report
+        config.pluginmanager.register(report, "bn-json-report")
+
+
+class BatchNormReport:
+    """Collects the invariant tests' outcomes and writes them at the session's end."""
+
+    def __init__(self, config, path: Path):
+        self.config, self.path = config, path
+        self.entries: dict = {}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            described = describe_item(item)
+            if described is not None:
+                self.entries[item.nodeid] = {"test": item.nodeid, **described,
+                                             "outcome": None, "reason": None, "duration": 0.0}
+
+    def pytest_runtest_logreport(self, report):
+        entry = self.entries.get(report.nodeid)
+        if entry is None:
+            return
+        entry["duration"] = round(entry["duration"] + report.duration, 4)
+        outcome, reason = outcome_of(report)
+        # The first non-pass phase decides (a failed teardown after a passed call fails).
+        if outcome is not None and entry["outcome"] in (None, "pass"):
+            entry["outcome"], entry["reason"] = outcome, reason
+
+    def pytest_sessionfinish(self, session):
+        results = list(self.entries.values())
+        summary: dict = {}
+        for entry in results:
+            entry["outcome"] = entry["outcome"] or "not run"
+            summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
+        document = {
+            "torch": _torch_version(),
+            "profile": _profile(),
+            "reference": str(_stash(self.config, "REFERENCE", "")),
+            "coverage": coverage(self.config, results),
+            "results": results,
+            "summary": summary,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        terminalreporter.write_line(f"batch-norm report written to {self.path}")
+
+
+def describe_item(item) -> dict | None:
+    """invariant, subject, device and dtypes of a test_invariant item (None for others)."""
+    if getattr(item, "originalname", None) != "test_invariant":
+        return None
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("target") if callspec else None
+    if target is not None:
+        return {"invariant": target.invariant.id, "subject": target.subject.name,
+                "device": target.space.device,
+                "dtypes": {d: list(r) for d, r in target.space.dtype_ranks.items()}}
+    return {**_parse_id(callspec.id if callspec else ""), "dtypes": {}}
+
+
+def _parse_id(ident: str) -> dict:
+    """Split '<invariant>-<subject>-<device>' (a target-less param, e.g. an absent
+    device) using the registry's ids, which may contain dashes."""
+    from invariants import REGISTRY
+    rest, _, device = ident.rpartition("-")
+    invariant = max((i for i in REGISTRY if rest.startswith(i + "-")), key=len, default="")
+    return {"invariant": invariant or None, "subject": rest[len(invariant) + 1:] or None,
+            "device": device or None}
+
+
+def outcome_of(report) -> tuple:
+    """(outcome, reason) of one phase's report; (None, None) for a passing setup/teardown."""
+    if hasattr(report, "wasxfail"):
+        return ("xfail" if report.skipped else "xpass"), report.wasxfail or None
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return "skip", reason.removeprefix("Skipped: ")
+    if report.failed:
+        return ("fail" if report.when == "call" else "error"), _first_line(report)
+    if report.when == "call":
+        return "pass", None
+    return None, None
+
+
+def _first_line(report) -> str:
+    text = getattr(report, "longreprtext", "") or ""
+    errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    lines = errors or text.strip().splitlines()[-1:] or [""]
+    return lines[0][:500]
+
+
+def coverage(config, results) -> dict:
+    """{subject: {device: {dtype: ranks}}}: conftest's probe results when available,
+    otherwise the union of the reported targets' spaces."""
+    probed = _stash(config, "COVERAGE", None)
+    table: dict = {}
+    if probed is not None:
+        for (subject, device), space in probed.items():
+            table.setdefault(subject, {})[device] = {d: list(r) for d, r in space.dtype_ranks.items()}
+        return table
+    for entry in results:
+        if entry["subject"] and entry["device"]:
+            spot = table.setdefault(entry["subject"], {}).setdefault(entry["device"], {})
+            for dtype, ranks in entry["dtypes"].items():
+                spot[dtype] = sorted(set(spot.get(dtype, [])) | set(ranks))
+    return table
+
+
+def _stash(config, key_name: str, default):
+    """config.stash[conftest.<key_name>] when the project's conftest is loaded."""
+    conftest = sys.modules.get("conftest")
+    key = getattr(conftest, key_name, None)
+    if key is None:
+        return default
+    return config.stash.get(key, default)
+
+
+def _torch_version() -> str:
+    import torch
+    return torch.__version__
+
+
+def _profile() -> str:
+    from hypothesis import settings
+    current = getattr(settings, "get_current_profile_name", None)
+    return current() if current else getattr(settings, "_current_profile", "default")

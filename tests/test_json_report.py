@@ -1,0 +1,41 @@
+"""--bn-report writes a JSON report: outcome, dtypes and skip reason of each invariant test.
+
+One pytest subprocess on a tiny selection: the zoo's detached-mean batch norm, which
+passes shift-invariance and fails zero-bias-gradient; CUDA, absent here, is skipped.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPL = "tests.zoo.detached_mean:DetachedMeanBatchNorm"
+
+
+def test_report_records_each_invariant_test(tmp_path):
+    path = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_invariants.py",
+         f"--bn-impl={IMPL}", "--hypothesis-profile=ci", f"--bn-report={path}",
+         "-k", "shift-invariance or zero-bias-gradient"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert path.exists(), f"--bn-report wrote nothing; pytest said:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
+    doc = json.loads(path.read_text())
+    assert doc["torch"] == torch.__version__
+    assert doc["profile"] == "ci"
+    assert doc["coverage"][IMPL]["cpu"]["float32"] == [2, 3, 4, 5]
+    by_key = {(r["invariant"], r["device"]): r for r in doc["results"]}
+    assert {i for i, _ in by_key} == {"shift-invariance", "zero-bias-gradient"}
+    passed, failed = by_key[("shift-invariance", "cpu")], by_key[("zero-bias-gradient", "cpu")]
+    assert (passed["outcome"], failed["outcome"]) == ("pass", "fail"), run.stdout[-2000:]
+    assert passed["subject"] == IMPL and passed["dtypes"]["float64"] == [2, 3, 4, 5]
+    assert "dl/db" in failed["reason"]
+    if not torch.cuda.is_available():
+        skipped = by_key[("shift-invariance", "cuda")]
+        assert skipped["outcome"] == "skip" and "cuda" in skipped["reason"]
+        assert skipped["subject"] == IMPL
+    assert doc["summary"]["fail"] == 1 and run.returncode == 1

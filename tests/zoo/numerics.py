@@ -1,0 +1,65 @@
+"""Numerical bugs: the formula is right on paper, wrong in floating point or by a constant."""
+from __future__ import annotations
+
+import torch
+
+from tests.zoo.base import ZooBatchNorm
+
+
+class NaiveVarianceBatchNorm(ZooBatchNorm):
+    """Variance as E[x²] − E[x]² (one pass), accumulated in float32.
+
+    Exact in real arithmetic; in floating point both terms are ≈ μ² when |μ| ≫ σ and
+    their difference cancels catastrophically: the variance comes out wrong, zero
+    or negative (NaN after the square root)."""
+
+    BUG = "variance computed as E[x²] − E[x]² (catastrophic cancellation)"
+    SOURCE = ("google/flax#1491, tensorflow/tensorflow#3290, tenstorrent/tt-metal#45968; "
+              "Chan, Golub & LeVeque (1983)")
+    CAUGHT_BY = ("shift-invariance", "output-moments")
+
+    def batch_statistics(self, x, dims):
+        mean = x.mean(dims, keepdim=True)
+        var = (x * x).mean(dims, keepdim=True) - mean * mean
+        return mean, var
+
+
+class HalfStatisticsBatchNorm(ZooBatchNorm):
+    """Statistics of float16/bfloat16 inputs accumulated in the input's own dtype.
+
+    The standard (and torch) accumulate in float32; in half precision a sum of n
+    values loses about log2(n) bits, and x² overflows float16 past |x| ≈ 256."""
+
+    BUG = "statistics of half-precision input accumulated in half precision"
+    SOURCE = ("pytorch/pytorch#126525 (Half var_sum overflow in CPU batch norm); "
+              "tensorflow/tensorflow#8535; Micikevicius et al. (2018), Mixed Precision Training")
+    CAUGHT_BY = ("half-precision-ulp",)
+
+    def compute_dtype(self, dtype):
+        return dtype
+
+
+class EpsOutsideSqrtBatchNorm(ZooBatchNorm):
+    """Normalises by √Var + ε instead of √(Var + ε)."""
+
+    BUG = "eps added outside the square root: (x − μ)/(√σ² + ε)"
+    SOURCE = "Tencent/ncnn#311 review; tensorflow/tensorflow#24690 (doc and code disagree)"
+    CAUGHT_BY = ("output-moments", "agrees-with-reference")
+
+    def normalise(self, x, mean, var, unit=1.0):
+        return (x - mean) / (torch.sqrt(var) + self.eps / unit)
+
+
+class UnbiasedNormalisationBatchNorm(ZooBatchNorm):
+    """Normalises with ``x.var(dims)``, torch's default unbiased (n − 1) variance.
+
+    Batch norm normalises with the biased batch variance (only running_var takes
+    the unbiased one), so every output is scaled by √((n − 1)/n)."""
+
+    BUG = "normalises with the unbiased variance (torch.var's default correction=1)"
+    SOURCE = ("pytorch/pytorch#60528, #77427, #19902 (users reproducing BatchNorm with "
+              "x.var()); tinygrad/tinygrad#779")
+    CAUGHT_BY = ("output-moments", "agrees-with-reference")
+
+    def batch_statistics(self, x, dims):
+        return x.mean(dims, keepdim=True), x.var(dims, keepdim=True)

@@ -1,0 +1,278 @@
+"""The kill matrix: which invariant catches which deliberately broken batch norm.
+
+Runs every registered invariant against every zoo mutant (tests/zoo) and the
+controls (the zoo's correct implementations and the float64 reference) on the CPU
+with the ``ci`` profile's search (derandomized, 30 examples), and writes
+
+* docs/data/kill_matrix.json: {"profile", "max_examples", "torch", "mutants",
+  "matrix", "only_caught_by"} (read by the docs generator);
+* docs/kill-matrix.md: the table, the invariants no mutant needs, and the
+  fastest catcher of each mutant.
+
+Usage, from the repository root (several minutes on 2 cores)::
+
+    python3 -m tools.kill_matrix [--jobs 2] [--mutants A,B] [--invariants x,y]
+
+With ``--mutants`` or ``--invariants`` only those cells are rerun and merged into
+the existing JSON (the markdown then omits this run's timings).  A cell is "caught" (an InvariantViolation, or any other
+exception the subject raised, found), "passed", "unsupported" (the subject
+declined with Unsupported) or "n/a" (the subject accepts no input the
+invariant applies to).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.worth import WORTH
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON_PATH = ROOT / "docs" / "data" / "kill_matrix.json"
+MD_PATH = ROOT / "docs" / "kill-matrix.md"
+MAX_EXAMPLES = 30
+CONTROL_BUG = "none: a control, which must pass every invariant"
+
+
+def search_settings(max_examples: int = MAX_EXAMPLES):
+    """The ``ci`` profile's search (derandomized, no database, no deadline), without
+    the shrink phase: whether a cell is caught does not depend on shrinking."""
+    from hypothesis import HealthCheck, Phase, settings
+    return settings(derandomize=True, database=None, deadline=None, max_examples=max_examples,
+                    print_blob=False, report_multiple_bugs=False,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+                    suppress_health_check=list(HealthCheck))
+
+
+def subjects() -> dict:
+    """Column name -> (Subject, bug, source): the controls first, then the mutants."""
+    from invariants.subjects import REFERENCE_SUBJECT, Subject
+    from tests import zoo
+    table = {"ReferenceBatchNorm": (REFERENCE_SUBJECT, CONTROL_BUG,
+                                    "invariants/reference.py: the float64 oracle")}
+    for cls in zoo.CONTROLS + zoo.MUTANTS:
+        bug = CONTROL_BUG if cls in zoo.CONTROLS else cls.BUG
+        table[cls.__name__] = (Subject(zoo.spec(cls), cls), bug, cls.SOURCE)
+    return table
+
+
+@dataclass
+class Counting:
+    """A Target that counts the examples checked until the first failure."""
+
+    target: object
+    checked: int = 0
+    first_failure: int | None = None
+
+    def cases(self):
+        return self.target.cases()
+
+    def check(self, case):
+        self.checked += 1
+        try:
+            self.target.check(case)
+        except Exception:
+            if self.first_failure is None:
+                self.first_failure = self.checked
+            raise
+
+
+def classify(error) -> str:
+    """The cell's verdict for what find_violation returned."""
+    from invariants import Unsupported
+    if error is None:
+        return "passed"
+    if isinstance(error, Unsupported):
+        return "unsupported"
+    return "caught"
+
+
+def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> dict:
+    """Run one invariant against one subject; verdict, first failing example, seconds."""
+    import invariants
+    from invariants.coverage import probe
+    from invariants.runner import find_violation, target_for
+    subject = subjects()[name][0]
+    invariant = invariants.REGISTRY[invariant_id]
+    target = target_for(invariant, subject, probe(subject, "cpu"))
+    if not target.space:
+        return {"verdict": "n/a", "first_failure": None, "seconds": 0.0, "error": None}
+    counting = Counting(target)
+    start = time.perf_counter()
+    error = find_violation(counting, search_settings(max_examples))
+    verdict = classify(error)
+    return {"verdict": verdict, "first_failure": counting.first_failure if verdict == "caught" else None,
+            "seconds": round(time.perf_counter() - start, 2),
+            "error": None if error is None else f"{type(error).__name__}: {str(error)[:300]}"}
+
+
+def _cell(args):
+    name, invariant_id, max_examples = args
+    return name, invariant_id, run_cell(name, invariant_id, max_examples)
+
+
+def run(names, invariant_ids, jobs: int, max_examples: int) -> dict:
+    """{name: {invariant: cell}} for every pair, in ``jobs`` processes."""
+    work = [(n, i, max_examples) for n in names for i in invariant_ids]
+    cells: dict = {n: {} for n in names}
+    done = 0
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = pool.map(_cell, work)
+            for name, inv, cell in results:
+                cells[name][inv] = cell
+                done += 1
+                _progress(done, len(work), name, inv, cell)
+    else:
+        for args in work:
+            name, inv, cell = _cell(args)
+            cells[name][inv] = cell
+            done += 1
+            _progress(done, len(work), name, inv, cell)
+    return cells
+
+
+def _progress(done, total, name, inv, cell):
+    print(f"[{done}/{total}] {name} × {inv}: {cell['verdict']} ({cell['seconds']}s)"
+          + (f" at example {cell['first_failure']}" if cell["first_failure"] else ""),
+          file=sys.stderr, flush=True)
+
+
+def only_caught_by(matrix: dict, mutants) -> dict:
+    """invariant -> the mutants it alone catches."""
+    unique: dict = {}
+    for m in mutants:
+        catchers = [i for i, v in matrix[m].items() if v == "caught"]
+        if len(catchers) == 1:
+            unique.setdefault(catchers[0], []).append(m)
+    return {i: sorted(ms) for i, ms in sorted(unique.items())}
+
+
+def report(cells: dict, previous: dict | None, invariant_ids, max_examples: int) -> dict:
+    """The JSON document, merging ``cells`` over ``previous``."""
+    import torch
+    table = subjects()
+    matrix = {n: dict((previous or {}).get("matrix", {}).get(n, {})) for n in table}
+    for name, row in cells.items():
+        for inv, cell in row.items():
+            matrix[name][inv] = cell["verdict"]
+    matrix = {n: {i: matrix[n][i] for i in invariant_ids if i in matrix[n]} for n in table}
+    mutants = [n for n, (_, bug, _) in table.items() if bug != CONTROL_BUG]
+    return {
+        "profile": "ci",
+        "max_examples": max_examples,
+        "torch": torch.__version__,
+        "mutants": {n: {"module": s.name if ":" in s.name else "invariants.reference:ReferenceBatchNorm",
+                        "bug": bug, "source": source} for n, (s, bug, source) in table.items()},
+        "matrix": matrix,
+        "only_caught_by": only_caught_by(matrix, mutants),
+    }
+
+
+def markdown(doc: dict, cells: dict) -> str:
+    """docs/kill-matrix.md from the JSON document (and this run's timings)."""
+    names = list(doc["matrix"])
+    invariant_ids = sorted({i for row in doc["matrix"].values() for i in row})
+    controls = [n for n in names if doc["mutants"][n]["bug"] == CONTROL_BUG]
+    mutants = [n for n in names if n not in controls]
+    short = {n: n.removesuffix("BatchNorm") for n in names}
+    mark = {"caught": "✗", "passed": "·", "unsupported": "u", "n/a": "–"}
+    lines = [
+        "# Kill matrix",
+        "",
+        "Generated by `python3 -m tools.kill_matrix`; do not edit. Every registered invariant "
+        f"against every zoo mutant (`tests/zoo`) and the controls, on the CPU, with the "
+        f"`{doc['profile']}` profile's search ({doc['max_examples']} derandomized examples), "
+        f"torch {doc['torch']}.",
+        "",
+        "✗ caught · passed u unsupported – not applicable. Controls (first columns, in italics) "
+        "must pass everything; each mutant has exactly one bug.",
+        "",
+        "| invariant | " + " | ".join(f"*{short[n]}*" if n in controls else short[n] for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for inv in invariant_ids:
+        row = [mark[doc["matrix"][n].get(inv, "n/a")] for n in names]
+        lines.append(f"| `{inv}` | " + " | ".join(row) + " |")
+    lines += ["", "## Mutants", ""]
+    for n in mutants:
+        catchers = [i for i in invariant_ids if doc["matrix"][n].get(i) == "caught"]
+        info = doc["mutants"][n]
+        lines.append(f"- **{n}** (`{info['module']}`): {info['bug']}. Reported: {info['source']}. "
+                     f"Caught by {len(catchers)}: {', '.join(f'`{c}`' for c in catchers) or 'none'}.")
+    timed = _fastest(cells, mutants)
+    if timed:
+        lines += ["", "## Fastest catcher of each mutant (this run)", "",
+                  "| mutant | invariant | first failing example | seconds |", "|---|---|---|---|"]
+        for n, (inv, cell) in timed.items():
+            lines.append(f"| {short[n]} | `{inv}` | {cell['first_failure']} | {cell['seconds']} |")
+    raised = [(n, i, c["error"]) for n, row in cells.items() for i, c in sorted(row.items())
+              if c["verdict"] == "caught" and not c["error"].startswith("InvariantViolation")]
+    if raised:
+        lines += ["", "## Caught by an exception rather than a violation (this run)", "",
+                  "The subject raised while the invariant ran it: a failure in pytest too, "
+                  "but not a property broken.", ""]
+        lines += [f"- {short[n]} × `{i}`: {e.splitlines()[0][:160]}" for n, i, e in raised]
+    unique = doc["only_caught_by"]
+    lonely = [i for i in invariant_ids if i not in unique]
+    lines += ["", "## Invariants that alone catch a mutant", ""]
+    lines += [f"- `{i}`: {', '.join(unique[i])}" for i in unique] or ["- none"]
+    lines += ["", "## Invariants with no unique mutant", "",
+              "Each of these catches only mutants some other invariant also catches (or none); "
+              "the sentence after each says why it is still worth its time.", ""]
+    for i in lonely:
+        caught = [n for n in mutants if doc["matrix"][n].get(i) == "caught"]
+        lines.append(f"- `{i}`: catches {', '.join(short[n] for n in caught) or 'no mutant'}. "
+                     f"{WORTH.get(i, '')}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _fastest(cells: dict, mutants) -> dict:
+    best = {}
+    for n in mutants:
+        caught = [(c["seconds"], i, c) for i, c in cells.get(n, {}).items() if c["verdict"] == "caught"]
+        if caught:
+            _, inv, cell = min(caught, key=lambda t: (t[0], t[1]))
+            best[n] = (inv, cell)
+    return best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--mutants", default=None, help="comma-separated names: rerun only these")
+    parser.add_argument("--invariants", default=None, help="comma-separated ids: rerun only these")
+    parser.add_argument("--max-examples", type=int, default=MAX_EXAMPLES)
+    args = parser.parse_args(argv)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import invariants
+    table = subjects()
+    all_ids = sorted(invariants.REGISTRY)
+    names = args.mutants.split(",") if args.mutants else list(table)
+    ids = args.invariants.split(",") if args.invariants else all_ids
+    unknown = [n for n in names if n not in table] + [i for i in ids if i not in invariants.REGISTRY]
+    if unknown:
+        parser.error(f"unknown mutant or invariant: {', '.join(unknown)}")
+    partial = bool(args.mutants or args.invariants)
+    previous = json.loads(JSON_PATH.read_text()) if partial and JSON_PATH.exists() else None
+    cells = run(names, ids, args.jobs, args.max_examples)
+    doc = report(cells, previous, all_ids, args.max_examples)
+    JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
+    JSON_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    MD_PATH.write_text(markdown(doc, {} if partial else cells))  # timings: full runs only
+    for name, row in cells.items():
+        for inv, cell in row.items():
+            if cell["verdict"] == "caught" and name in ("ReferenceBatchNorm", "ZooBatchNorm",
+                                                         "ManualBackwardBatchNorm"):
+                print(f"CONTROL FAILED: {name} × {inv}: {cell['error']}", file=sys.stderr)
+    print(f"wrote {JSON_PATH.relative_to(ROOT)} and {MD_PATH.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Soak: the ci profile's settings (30 examples, no database, no deadline) under N different
+# seeds, on torch's own batch norms on the CPU.  Usage: bash tools/soak.sh [N]
+set -uo pipefail
+runs=${1:-20}
+failed=0
+for seed in $(seq 1 "$runs"); do
+  line=$(python3 -m pytest -q -p no:cacheprovider tests/test_invariants.py \
+           --hypothesis-profile=ci-seeded --hypothesis-seed="$seed" --bn-device=cpu \
+           -k "not reference" ${SOAK_XDIST:-} 2>&1 | tail -n 1)
+  echo "seed $seed: $line"
+  case "$line" in *failed*|*error*) failed=1 ;; esac
+done
+exit $failed
