@@ -58,6 +58,10 @@ def _load(config, option, default):
 
 
 def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one intra-op thread per xdist worker: on tiny tensors, workers x threads
+        # oversubscribing the cores costs far more than the threads win
+        torch.set_num_threads(1)
     subjects = _load(config, "--bn-impl", None)
     subjects = (subjects,) if subjects else BUILTIN_SUBJECTS
     config.stash[REFERENCE] = _load(config, "--bn-ref", REFERENCE_SUBJECT)

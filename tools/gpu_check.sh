@@ -18,7 +18,7 @@ parallel=""
 python3 -c "import xdist" 2>/dev/null && parallel="-n 8"
 start=$(date +%s)
 python3 -m pytest --hypothesis-profile=ci -q -rsx -p no:cacheprovider $parallel \
-  --junitxml="$out/suite.xml" 2>&1 | tail -n 400 > "$out/suite.log"
+  --junitxml="$out/suite.xml" --bn-report="$out/gpu_run.json" 2>&1 | tail -n 400 > "$out/suite.log"
 echo "suite wall time: $(( $(date +%s) - start )) s" | tee -a "$out/suite.log"
 tail -n 3 "$out/suite.log"
 python3 -m pytest --hypothesis-profile=ci -q -p no:cacheprovider --bn-device=cuda \
