@@ -110,6 +110,12 @@ def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> 
             "error": None if error is None else f"{type(error).__name__}: {str(error)[:300]}"}
 
 
+def _one_thread():
+    """Each worker process gets one torch thread: jobs x threads must not exceed the cores."""
+    import torch
+    torch.set_num_threads(1)
+
+
 def _cell(args):
     name, invariant_id, max_examples = args
     return name, invariant_id, run_cell(name, invariant_id, max_examples)
@@ -121,7 +127,7 @@ def run(names, invariant_ids, jobs: int, max_examples: int) -> dict:
     cells: dict = {n: {} for n in names}
     done = 0
     if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
+        with ProcessPoolExecutor(jobs, initializer=_one_thread) as pool:
             results = pool.map(_cell, work)
             for name, inv, cell in results:
                 cells[name][inv] = cell
