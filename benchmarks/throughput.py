@@ -26,7 +26,7 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True)
 
 def baseline_rate(examples: int) -> float:
     """Examples/s of the elementwise-arrays, forward-only shift check."""
-    count = [0]
+    count, mismatches = [0], [0]
 
     @settings(max_examples=examples, **SETTINGS)
     @given(arrays(np.float32, array_shapes(min_dims=2, max_dims=4, min_side=2, max_side=6),
@@ -37,11 +37,13 @@ def baseline_rate(examples: int) -> float:
         t = torch.from_numpy(x)
         y0 = F.batch_norm(t, None, None, training=True)
         y1 = F.batch_norm(t + b, None, None, training=True)
-        assert torch.allclose(y0, y1, atol=1e-2) or True  # timing only: no verdict
+        mismatches[0] += not torch.allclose(y0, y1, atol=1e-2)  # counted, not asserted
 
     start = time.perf_counter()
     shift_check()
-    return count[0] / (time.perf_counter() - start)
+    rate = count[0] / (time.perf_counter() - start)
+    print(f"baseline: {mismatches[0]} of {count[0]} examples outside its fixed atol=1e-2")
+    return rate
 
 
 def invariant_rate(target, examples: int):
