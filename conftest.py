@@ -107,6 +107,12 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(line)
 
 
+def _why_empty(invariant, subject, device) -> str:
+    if not invariant.applies_on(device):
+        return f"{invariant.id} applies only on {', '.join(invariant.devices)}, not on {device}"
+    return f"{subject} accepts no input on {device} that {invariant.id} applies to"
+
+
 def pytest_generate_tests(metafunc):
     if "target" not in metafunc.fixturenames:
         return
@@ -122,8 +128,7 @@ def pytest_generate_tests(metafunc):
                         reason=f"{device} is not available on this machine")))
                     continue
                 target = target_for(invariant, subject, space, config.stash[REFERENCE])
-                marks = [] if target.space else [pytest.mark.skip(
-                    reason=f"{subject} accepts no input on {device} that {invariant.id} "
-                           f"applies to")]
+                marks = [] if target.space else [pytest.mark.skip(reason=_why_empty(
+                    invariant, subject, device))]
                 params.append(pytest.param(target, id=ident, marks=marks))
     metafunc.parametrize("target", params)

@@ -53,7 +53,7 @@ class Invariant:
     InvariantViolation when the subject breaks the property, Unsupported when the
     subject declines the operation outright.  A differential invariant
     (``needs_reference``) is called ``check(subject, case, reference)``.
-    ``dtypes``/``ranks`` limit where it applies (None: everywhere).
+    ``dtypes``/``ranks``/``devices`` limit where it applies (None: everywhere).
     """
 
     id: str
@@ -70,9 +70,16 @@ class Invariant:
     dtypes: tuple | None = None
     ranks: tuple | None = None
     needs_reference: bool = False
+    devices: tuple | None = None
+
+    def applies_on(self, device: str) -> bool:
+        """Whether this invariant applies on ``device`` ("cpu", "cuda")."""
+        return self.devices is None or device in self.devices
 
     def space_for(self, space: Space) -> Space:
         """The part of a subject's space this invariant applies to."""
+        if not self.applies_on(space.device):
+            return Space(space.device, {}, space.refusal)
         return space.restrict(self.dtypes, self.ranks)
 
 
