@@ -41,6 +41,9 @@ def pytest_addoption(parser):
     group.addoption("--bn-ref", metavar="package.module:Name", default=None,
                     help="differential mode: also check agreement with this implementation "
                          "(default: the float64 reference)")
+    group.addoption("--bn-replicas", metavar="K", type=int, default=1,
+                    help="check K problems per drawn example: the example, then K-1 copies "
+                         "with derived seeds (cheap extra coverage; default 1)")
     group.addoption("--bn-device", action="append", choices=DEVICE_KINDS, default=None,
                     help="restrict to this device (repeatable; default: every available one)")
 
@@ -81,6 +84,9 @@ def pytest_configure(config):
                 f"--bn-impl: {subject} accepts no input: its forward pass raised for every "
                 f"rank 2-5 and dtype on {', '.join(present)} (first: {spaces[0].refusal}), "
                 f"so nothing could be checked")
+    if config.getoption("--bn-replicas") < 1:
+        raise pytest.UsageError(f"--bn-replicas={config.getoption('--bn-replicas')}: "
+                                f"should be at least 1")
     config.stash[SUBJECTS] = subjects
     config.stash[COVERAGE] = coverage
 
@@ -127,7 +133,8 @@ def pytest_generate_tests(metafunc):
                     params.append(pytest.param(None, id=ident, marks=pytest.mark.skip(
                         reason=f"{device} is not available on this machine")))
                     continue
-                target = target_for(invariant, subject, space, config.stash[REFERENCE])
+                target = target_for(invariant, subject, space, config.stash[REFERENCE],
+                                    config.getoption("--bn-replicas"))
                 marks = [] if target.space else [pytest.mark.skip(reason=_why_empty(
                     invariant, subject, device))]
                 params.append(pytest.param(target, id=ident, marks=marks))

@@ -1,13 +1,16 @@
 """Examples per second per invariant, the generation/check split, and a naive baseline.
 
-    python3 -m benchmarks.throughput [--examples 200] [--subject torch.nn.functional.batch_norm]
+    python3 -m benchmarks.throughput [--examples 200] [--replicas 1 8]
+                                     [--subject torch.nn.functional.batch_norm] [--only ids]
 
-The baseline is the obvious way to write the shift check: Hypothesis ``arrays()`` filled
+``x baseline`` is problems/s over the baseline's examples/s; with ``--replicas 1`` a
+problem is an example.  The baseline is the obvious way to write the shift check: Hypothesis ``arrays()`` filled
 elementwise, converted to torch, forward only.  Figures are printed, never asserted.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -18,7 +21,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 import invariants
 from invariants.coverage import probe
-from invariants.runner import target_for
+from invariants.runner import replicas_of, target_for
 from invariants.subjects import BUILTIN_SUBJECTS
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True)
@@ -46,14 +49,29 @@ def baseline_rate(examples: int) -> float:
     return rate
 
 
+def engine_floor(examples: int) -> float:
+    """Examples/s of Hypothesis alone: one integer drawn, an empty test body."""
+    count = [0]
+
+    @settings(max_examples=examples, **SETTINGS)
+    @given(st.integers(0, 100))
+    def empty(k):
+        count[0] += 1
+
+    start = time.perf_counter()
+    empty()
+    return count[0] / (time.perf_counter() - start)
+
+
 def invariant_rate(target, examples: int):
-    """(examples/s, share of time in the check) for one target."""
-    count, checking = [0], [0.0]
+    """(examples/s, problems/s, share of time in the check) for one target."""
+    count, problems, checking = [0], [0], [0.0]
 
     @settings(max_examples=examples, **SETTINGS)
     @given(case=target.cases())
     def run(case):
         count[0] += 1
+        problems[0] += sum(1 for _ in replicas_of(case, target.replicas))
         start = time.perf_counter()
         try:
             target.check(case)
@@ -65,12 +83,14 @@ def invariant_rate(target, examples: int):
     start = time.perf_counter()
     run()
     total = time.perf_counter() - start
-    return count[0] / total, checking[0] / total
+    return count[0] / total, problems[0] / total, checking[0] / total
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 8],
+                        help="problems per drawn example (see --bn-replicas); one table each")
     parser.add_argument("--subject", default="torch.nn.functional.batch_norm")
     parser.add_argument("--only", nargs="*", help="invariant ids (default: all)")
     args = parser.parse_args(argv)
@@ -79,15 +99,27 @@ def main(argv=None):
     space = probe(subject, "cpu")
     base = baseline_rate(args.examples)
     print(f"baseline (arrays() elementwise, forward-only shift check): {base:8.1f} examples/s")
-    print(f"{'invariant':40s} {'examples/s':>10s} {'x baseline':>10s} {'check':>6s} {'generate':>8s}")
-    for inv in invariants.REGISTRY.values():
-        if args.only and inv.id not in args.only:
-            continue
-        target = target_for(inv, subject, space)
-        if not target.space:
-            continue
-        rate, share = invariant_rate(target, args.examples)
-        print(f"{inv.id:40s} {rate:10.1f} {rate / base:10.2f} {share:6.0%} {1 - share:8.0%}")
+    floor = engine_floor(args.examples)
+    print(f"Hypothesis alone (one integer, empty test): {floor:8.1f} examples/s "
+          f"= {floor / base:.2f}x baseline, the ceiling of one problem per example")
+    for replicas in args.replicas:
+        print(f"\n--replicas {replicas}: subject {subject}, {args.examples} examples each")
+        print(f"{'invariant':40s} {'examples/s':>10s} {'problems/s':>10s} {'x baseline':>10s} "
+              f"{'check':>6s} {'generate':>8s}")
+        forward = []
+        for inv in invariants.REGISTRY.values():
+            if args.only and inv.id not in args.only:
+                continue
+            target = target_for(inv, subject, space, replicas=replicas)
+            if not target.space:
+                continue
+            rate, checked, share = invariant_rate(target, args.examples)
+            forward += [checked / base] if inv.family.startswith("forward") else []
+            print(f"{inv.id:40s} {rate:10.1f} {checked:10.1f} {checked / base:10.2f} "
+                  f"{share:6.0%} {1 - share:8.0%}")
+        if forward:
+            print(f"forward invariants: problems/s from {min(forward):.2f}x to {max(forward):.2f}x "
+                  f"baseline (median {statistics.median(forward):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run one invariant against one subject on one device, outside pytest too."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from hypothesis import given, note, settings as hsettings
@@ -19,6 +19,8 @@ class Target:
     subject: Subject
     space: Space
     reference: Subject = REFERENCE_SUBJECT
+    replicas: int = 1
+    """Problems checked per drawn case: the case, then copies with derived seeds."""
 
     @property
     def id(self) -> str:
@@ -34,9 +36,33 @@ class Target:
         return self.strategy
 
     def check(self, case) -> None:
-        """Raise InvariantViolation when the subject breaks the invariant on ``case``."""
-        note(f"reproduce: {case!r}")
-        check_case(self.invariant, self.subject, case, self.reference)
+        """Raise InvariantViolation when the subject breaks the invariant on ``case``
+        (or on one of its replicas).  The failing case is noted for Hypothesis's report
+        and kept on the exception as ``reproduction``."""
+        for variant in replicas_of(case, self.replicas):
+            try:
+                check_case(self.invariant, self.subject, variant, self.reference)
+            except Exception as exc:
+                note(f"reproduce: {variant!r}")
+                exc.reproduction = variant
+                raise
+
+
+REPLICA_BUDGET = 4096
+"""Elements per case beyond which a case is not replicated: replicas amortise the
+fixed cost of drawing a case, which a large problem does not need."""
+
+
+def replicas_of(case, replicas: int):
+    """``case``, then up to ``replicas - 1`` copies whose problem has a derived seed
+    (new values, affine parameters and cotangent; same shape, dtype and options)."""
+    yield case
+    problem = case.problem
+    if replicas <= 1 or problem.reduction_length * problem.num_features > REPLICA_BUDGET:
+        return
+    for j in range(1, replicas):
+        seed = (problem.seed + j * 0x9E3779B9) % 2**32
+        yield replace(case, problem=replace(problem, seed=seed))
 
 
 def check_case(invariant: Invariant, subject: Subject, case,
@@ -49,11 +75,11 @@ def check_case(invariant: Invariant, subject: Subject, case,
 
 
 def target_for(invariant: Invariant, subject: Subject, space: Space,
-               reference: Subject = REFERENCE_SUBJECT) -> Target:
+               reference: Subject = REFERENCE_SUBJECT, replicas: int = 1) -> Target:
     """The Target of ``invariant`` on the part of ``space`` it applies to, less the
     dtypes a known deviation of this subject covers (replayed as strict xfails)."""
     applicable = excluding_deviations(invariant.id, subject, invariant.space_for(space))
-    return Target(invariant, subject, applicable, reference)
+    return Target(invariant, subject, applicable, reference, replicas)
 
 
 def find_violation(target: Target, settings: hsettings | None = None):

@@ -67,8 +67,13 @@ class Problem:
         return apply_layout(fresh, self.layout)
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weight, bias) as float64, drawn away from (1, 0): |gamma| in [0.5, 2]
-        with either sign, beta in [-2, 2], both rounded to ``dtype``."""
+        """(weight, bias) as fresh float64 tensors, drawn away from (1, 0): |gamma| in
+        [0.5, 2] with either sign, beta in [-2, 2], both rounded to ``dtype``."""
+        weight, bias = self._affine
+        return weight.clone(), bias.clone()
+
+    @cached_property
+    def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         gen = self.generator(1)
         c = self.num_features
         magnitude = 2.0 ** (2 * torch.rand(c, generator=gen, dtype=torch.float64) - 1)
@@ -90,16 +95,16 @@ class Problem:
                 f"track_running_stats={opts.track_running_stats}")
 
 
-@st.composite
-def problems(draw, *, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
+def problems(*, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
              regimes_allowed=tuple(REGIMES), options=None, min_reduction=2,
-             max_channels=70, long_reductions=True):
+             max_channels=70, long_reductions=True) -> st.SearchStrategy[Problem]:
     """A Problem on ``device``.
 
     ``dtype_ranks`` maps each dtype name to the ranks accepted in it (default:
     every dtype, ranks 2-5); ``options`` is a strategy of BNOptions (default:
     ``bn_options()``).  Shrinks towards a small float32 contiguous unit-normal
-    input with torch's default options.
+    input with torch's default options.  Every sub-strategy is built once, here,
+    not per draw: generation cost is a dozen choices and a seeded fill.
 
     >>> p = problems(dtype_ranks={"float64": (2,)}).example(); (p.dtype, len(p.shape))
     ('float64', 2)
@@ -109,20 +114,31 @@ def problems(draw, *, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
     usable = [d for d in DTYPE_NAMES if dtype_ranks.get(d)]
     if not usable:
         raise ValueError(f"dtype_ranks={dtype_ranks!r} allows no (dtype, rank) pair")
-    dtype = draw(st.sampled_from(usable), label="dtype")
-    shape = draw(shapes(ranks=dtype_ranks[dtype], min_reduction=min_reduction,
-                        max_channels=max_channels, long_reductions=long_reductions),
-                 label="shape")
-    return Problem(
-        shape=shape,
-        dtype=dtype,
-        device=device,
-        layout=draw(layouts(allowed=layouts_allowed), label="layout"),
-        regime=draw(regimes(allowed=regimes_allowed), label="regime"),
-        severity=draw(st.integers(0, 16), label="severity") / 16,
-        seed=draw(st.integers(0, 2**32 - 1), label="seed"),
-        options=draw(options if options is not None else bn_options(), label="options"),
-    )
+    dtype_choice = st.sampled_from(usable)
+    shape_choice = {d: shapes(ranks=dtype_ranks[d], min_reduction=min_reduction,
+                              max_channels=max_channels, long_reductions=long_reductions)
+                    for d in usable}
+    layout_choice = layouts(allowed=layouts_allowed)
+    regime_choice = regimes(allowed=regimes_allowed)
+    severity_choice = st.integers(0, 16)
+    seed_choice = st.integers(0, 2**32 - 1)
+    options_choice = options if options is not None else bn_options()
+
+    @st.composite
+    def draw_problem(draw):
+        dtype = draw(dtype_choice, label="dtype")
+        return Problem(
+            shape=draw(shape_choice[dtype], label="shape"),
+            dtype=dtype,
+            device=device,
+            layout=draw(layout_choice, label="layout"),
+            regime=draw(regime_choice, label="regime"),
+            severity=draw(severity_choice, label="severity") / 16,
+            seed=draw(seed_choice, label="seed"),
+            options=draw(options_choice, label="options"),
+        )
+
+    return draw_problem()
 
 
 def exact_shift_grid(values: torch.Tensor, shift: torch.Tensor, dtype: str) -> float:

@@ -12,14 +12,18 @@ from invariants.tolerances import output_tolerance, shifted_input_rounding
 from strategies import exact_shift_grid
 
 
-def shifted_pair(problem, strength: float, exact: bool):
+def shifted_pair(problem, strength: float, exact: bool, std=None):
     """(x, b, fl(x + b)) as float64 values exactly representable in the problem's dtype.
+
+    ``std`` is the per-channel standard deviation of the problem's values, when known.
 
     With ``exact``, x and b are first rounded to a dyadic grid on which x + b
     needs no rounding; otherwise x + b is rounded to the dtype once, as the
     subject's own addition would."""
     x = problem.values
-    b = per_channel_offsets(problem, statistics(x, problem.options.eps).std, strength, stream=3)
+    if std is None:
+        std = statistics(x, problem.options.eps).std
+    b = per_channel_offsets(problem, std, strength, stream=3)
     if exact:
         h = exact_shift_grid(x, b, problem.dtype)
         x, b = (x / h).round() * h, (b / h).round() * h
@@ -29,19 +33,22 @@ def shifted_pair(problem, strength: float, exact: bool):
 
 def check(subject, case):
     p = case.problem
-    x, _, shifted = shifted_pair(p, case.params["shift"], case.params["exact"])
+    eps = p.options.eps
+    exact = case.params["exact"]
+    original = statistics(p.values, eps)
+    x, _, shifted = shifted_pair(p, case.params["shift"], exact, original.std)
     module = build(subject, p)
     y_plain = module(p.input(x))
     y_shifted = build(subject, p)(p.input(shifted))
     gamma, beta = affine_of(module, x.dim())
-    eps = p.options.eps
-    plain, moved = statistics(x, eps), statistics(shifted, eps)
+    plain = statistics(x, eps) if exact else original
+    moved = statistics(shifted, eps)
     tol = (output_tolerance(p.dtype, plain.n, plain.mean, plain.std, plain.xhat, gamma, beta)
            + output_tolerance(p.dtype, moved.n, moved.mean, moved.std, moved.xhat, gamma, beta))
-    if not case.params["exact"]:
+    if not exact:
         tol = tol + shifted_input_rounding(p.dtype, shifted, plain.std, plain.xhat, gamma)
     assert_close("BN(x + b)", y_shifted, y_plain.detach(), tol,
-                 f"{context(subject, p)}; shift {'exact' if case.params['exact'] else 'rounded'}")
+                 f"{context(subject, p)}; shift {'exact' if exact else 'rounded'}")
 
 
 SHIFT_INVARIANCE = register(Invariant(
