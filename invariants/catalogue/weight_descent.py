@@ -7,7 +7,7 @@ from dataclasses import replace
 import torch
 from hypothesis import assume, strategies as st
 
-from invariants.assertions import assert_close
+from invariants.assertions import assert_close, assert_finite
 from invariants.catalogue.common import draw_cases
 from invariants.catalogue.input_gradient import radial_reference_error, radial_value
 from invariants.catalogue.scale_invariant_weights import (POSITIVE_VARIANCE, gradient_terms,
@@ -42,6 +42,7 @@ def check_norm(subject, case):
     eta = None
     for step in range(steps):
         grad, x = weight_gradient(subject, p, weight, module=module)
+        assert_finite(f"dl/dW at step {step}", grad, ctx)  # the tolerance below scales with it
         gamma, _ = affine_of(module, x.dim())
         radial, radial_tol = _radial_bound(p, x, mix(weight.abs(), p.values.abs()), eps, gamma,
                                            p.num_features)
