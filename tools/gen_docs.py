@@ -125,7 +125,12 @@ def factory_names(deviation) -> str:
 
 
 def cpu_status(invariant_id: str, deviations) -> str:
-    """'pass' or 'known deviation (dtypes)' for torch on the CPU."""
+    """'pass' or 'known deviation (dtypes)' for torch on the CPU; 'n/a' where the
+    invariant does not apply on the CPU."""
+    from invariants import REGISTRY
+    devices = REGISTRY[invariant_id].devices
+    if devices is not None and "cpu" not in devices:
+        return f"n/a ({', '.join(d.upper() for d in devices)} only)"
     found = deviations_of(invariant_id, "cpu", deviations)
     if not found:
         return "pass"

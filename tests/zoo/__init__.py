@@ -21,6 +21,7 @@ from tests.zoo.edge_cases import (EmptyBatchPoisonsStatsBatchNorm, Nondeterminis
 from tests.zoo.gradients import DetachedVarianceBatchNorm
 from tests.zoo.manual import ManualBackwardBatchNorm
 from tests.zoo.memory import ChannelsLastAsNCHWBatchNorm, InPlaceInputBatchNorm
+from tests.zoo.mixed import DowncastParametersBatchNorm
 from tests.zoo.modes import (EvalUpdatesRunningStatsBatchNorm, EvalUsesBatchStatsBatchNorm,
                              EvalWithoutEpsBatchNorm)
 from tests.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfStatisticsBatchNorm,
@@ -54,6 +55,7 @@ MUTANTS = (
     SilentSingleValueBatchNorm,
     EmptyBatchPoisonsStatsBatchNorm,
     NondeterministicBatchNorm,
+    DowncastParametersBatchNorm,
 )
 """One bug each; the suite must catch every one."""
 
