@@ -31,11 +31,14 @@ from tools.kill_matrix import subjects
 RERUN = "rerun `python3 -m tools.time_to_detect --jobs 2` and commit its two outputs"
 
 MAX_VALUES_PER_CHANNEL = 4
-"""A shrunk counterexample outside the long-reduction draw has at most 4 values per
-channel (N times the spatial sizes): the shrinker takes N and every spatial side to
-their floor, which is 2 values for a training batch, 3 where a bug needs two
-summation orders to differ (NondeterministicBatchNorm) and 0 or 1 for the
-degenerate batches; measured maximum 3."""
+"""Each mutant's quickest catcher shrinks, outside the long-reduction draw, to at most 4
+values per channel (N times the spatial sizes): the shrinker takes N and every
+spatial side to their floor, which is 2 values for a training batch, 3 where a bug
+needs two summation orders to differ (NondeterministicBatchNorm) and 0 or 1 for the
+degenerate batches; measured maximum 3.  A later catcher that finds the bug only
+late in the search may stop above it (measured: (5, 3) float16 heavy tails,
+EvalUpdatesRunningStats x eval-matches-train-with-batch-stats, found at example 29:
+fewer values redraw the outliers that exposed it); MAX_ELEMENTS bounds those."""
 
 MAX_ELEMENTS = 128
 """... and at most 128 elements (2 values x 64 channels).  The channel count is the
@@ -101,6 +104,9 @@ def test_recorded_case_is_the_reported_one(doc):
 
 
 def test_shrunk_counterexamples_are_small(doc):
+    quickest = {}
+    for r in caught_rows(doc):
+        quickest.setdefault(r["mutant"], r)  # rows are ordered quickest first
     for r in caught_rows(doc):
         ce = r["counterexample"]
         where = f"{r['mutant']} x {r['invariant']}, shape {ce['shape']}"
@@ -111,8 +117,9 @@ def test_shrunk_counterexamples_are_small(doc):
                                          f"reduction should shrink to one channel")
             continue
         n = reduction_length(ce["shape"])
-        assert n <= MAX_VALUES_PER_CHANNEL, (f"{where}: values per channel={n}, but should be "
-                                             f"<= {MAX_VALUES_PER_CHANNEL} once shrunk")
+        assert quickest[r["mutant"]] is not r or n <= MAX_VALUES_PER_CHANNEL, (
+            f"{where}: values per channel={n}, but should be <= {MAX_VALUES_PER_CHANNEL} "
+            f"once shrunk by the mutant's quickest catcher")
         assert ce["numel"] <= MAX_ELEMENTS, (f"{where}: elements={ce['numel']}, but should be "
                                              f"<= {MAX_ELEMENTS} once shrunk")
 
