@@ -64,8 +64,11 @@ def engine_floor(examples: int) -> float:
 
 
 def invariant_rate(target, examples: int):
-    """(examples/s, problems/s, share of time in the check) for one target."""
-    count, problems, checking = [0], [0], [0.0]
+    """(examples/s, problems/s, share of time in the check, violations) for one target.
+
+    A violation is counted, not raised: a failing example would start Hypothesis's
+    shrinker, which is not what this measures (pytest is where violations fail)."""
+    count, problems, checking, violations = [0], [0], [0.0], []
 
     @settings(max_examples=examples, **SETTINGS)
     @given(case=target.cases())
@@ -77,13 +80,15 @@ def invariant_rate(target, examples: int):
             target.check(case)
         except invariants.Unsupported:
             pass
+        except invariants.InvariantViolation as exc:
+            violations.append(f"{str(exc).splitlines()[0][:200]} | {exc.reproduction!r}")
         finally:
             checking[0] += time.perf_counter() - start
 
     start = time.perf_counter()
     run()
     total = time.perf_counter() - start
-    return count[0] / total, problems[0] / total, checking[0] / total
+    return count[0] / total, problems[0] / total, checking[0] / total, violations
 
 
 def main(argv=None):
@@ -113,10 +118,11 @@ def main(argv=None):
             target = target_for(inv, subject, space, replicas=replicas)
             if not target.space:
                 continue
-            rate, checked, share = invariant_rate(target, args.examples)
+            rate, checked, share, violations = invariant_rate(target, args.examples)
             forward += [checked / base] if inv.family.startswith("forward") else []
             print(f"{inv.id:40s} {rate:10.1f} {checked:10.1f} {checked / base:10.2f} "
-                  f"{share:6.0%} {1 - share:8.0%}")
+                  f"{share:6.0%} {1 - share:8.0%}"
+                  + (f"  VIOLATED {len(violations)}x: {violations[0]}" if violations else ""))
         if forward:
             print(f"forward invariants: problems/s from {min(forward):.2f}x to {max(forward):.2f}x "
                   f"baseline (median {statistics.median(forward):.2f}x)")

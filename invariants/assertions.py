@@ -20,11 +20,14 @@ def _index(flat_index: int, shape) -> tuple:
 
 
 def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance,
-                 context: str = "") -> None:
+                 context: str = "", *, overflow: float | None = None) -> None:
     """|got - expected| <= tolerance elementwise, compared in float64 on the CPU.
 
     ``tolerance`` is a scalar or a tensor broadcastable to ``expected``.  NaN or
-    infinity in ``got`` fails unless ``expected`` holds the same value there.
+    infinity in ``got`` fails unless ``expected`` holds the same value there, or,
+    given ``overflow`` (the largest finite value of the dtype ``got`` was computed
+    in), where |expected| + tolerance passes it: the bound then admits a result the
+    dtype cannot hold, and ±inf is that result rounded.
     """
     __tracebackhide__ = True
     got64 = got.detach().to("cpu", torch.float64)
@@ -35,6 +38,8 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
             f"{tuple(exp64.shape)} [{context}]")
     tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(exp64)
     same_special = (got64 == exp64) | (got64.isnan() & exp64.isnan())
+    if overflow is not None:
+        same_special |= got64.isinf() & (exp64.abs() + tol > overflow)
     error = (got64 - exp64).abs()
     ok = same_special | (error <= tol)
     if bool(ok.all()):

@@ -6,7 +6,7 @@ from functools import cached_property
 
 from hypothesis import given, note, settings as hsettings
 
-from invariants.deviations import excluding_deviations
+from invariants.deviations import excluding_deviations, regional_deviations
 from invariants.registry import Invariant, Space
 from invariants.subjects import REFERENCE_SUBJECT, Subject
 
@@ -21,6 +21,9 @@ class Target:
     reference: Subject = REFERENCE_SUBJECT
     replicas: int = 1
     """Problems checked per drawn case: the case, then copies with derived seeds."""
+    excluded: tuple = ()
+    """Known deviations with a region: cases inside one are not drawn (their
+    counterexamples are replayed as strict xfails instead)."""
 
     @property
     def id(self) -> str:
@@ -29,7 +32,10 @@ class Target:
     @cached_property
     def strategy(self):
         """The strategy of Cases this target draws."""
-        return self.invariant.cases(self.space)
+        cases = self.invariant.cases(self.space)
+        if not self.excluded:
+            return cases
+        return cases.filter(lambda case: not any(d.contains(case.problem) for d in self.excluded))
 
     def cases(self):
         """The strategy of Cases this target draws (built once)."""
@@ -79,7 +85,8 @@ def target_for(invariant: Invariant, subject: Subject, space: Space,
     """The Target of ``invariant`` on the part of ``space`` it applies to, less the
     dtypes a known deviation of this subject covers (replayed as strict xfails)."""
     applicable = excluding_deviations(invariant.id, subject, invariant.space_for(space))
-    return Target(invariant, subject, applicable, reference, replicas)
+    regional = regional_deviations(invariant.id, subject, space.device)
+    return Target(invariant, subject, applicable, reference, replicas, regional)
 
 
 def find_violation(target: Target, settings: hsettings | None = None):

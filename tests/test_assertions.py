@@ -66,3 +66,14 @@ def test_assert_true_speaks_the_same_format():
 def test_helpers_hide_their_own_frames():
     for helper in (assert_close, assert_finite, assert_true):
         assert "__tracebackhide__" in helper.__code__.co_varnames
+
+
+def test_an_overflow_is_within_a_bound_that_passes_the_dtypes_range():
+    inf = torch.tensor([float("inf")])
+    assert_close("s", inf, torch.zeros(1), 1e6, overflow=65504.0)
+    with pytest.raises(InvariantViolation):
+        assert_close("s", inf, torch.zeros(1), 10.0, overflow=65504.0)
+    with pytest.raises(InvariantViolation):
+        assert_close("s", inf, torch.zeros(1), 1e6)  # no dtype range given: inf fails
+    with pytest.raises(InvariantViolation):
+        assert_close("s", torch.tensor([float("nan")]), torch.zeros(1), 1e6, overflow=65504.0)

@@ -35,3 +35,30 @@ CASES = [
 @pytest.mark.parametrize("deviation, subject", CASES)
 def test_known_deviation(deviation, subject):
     check_case(REGISTRY[deviation.invariant], subject, deviation.counterexample)
+
+
+REGIONAL = [dev for dev in DEVIATIONS if dev.region is not None]
+
+
+@pytest.mark.parametrize("deviation", REGIONAL, ids=[
+    f"{d.invariant}-{d.factories[0].__name__}" for d in REGIONAL])
+def test_a_regional_counterexample_lies_in_its_region(deviation):
+    assert deviation.contains(deviation.counterexample.problem)
+    assert deviation.region_text
+
+
+def test_a_region_is_left_out_of_the_search_and_the_rest_of_its_dtype_is_not():
+    from hypothesis import find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from invariants.runner import target_for
+    subject = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
+    space = CPU_SPACES[subject.name].restrict(dtypes=("float16",))
+    target = target_for(REGISTRY["input-gradient-closed-form"], subject, space)
+    assert target.excluded and target.space.dtype_ranks  # float16 kept, a region excluded
+    quick = settings(max_examples=300, database=None, derandomize=True)
+    found = find(target.cases(), lambda case: case.problem.layout == "offset", settings=quick)
+    assert found.problem.dtype == "float16"
+    with pytest.raises(NoSuchExample):
+        find(target.cases(), lambda case: case.problem.layout in ("strided", "channels_last"),
+             settings=quick)

@@ -9,10 +9,11 @@ from invariants.catalogue.input_gradient import (closed_form, elementwise_tolera
                                                  input_gradient, per_channel_sum,
                                                  radial_reference_error, radial_value,
                                                  reference_xhat_error, rounded_cotangent)
+from invariants.catalogue.precision import parameter_gradient_tolerances
 from invariants.harness import affine_of, build, context
 from invariants.reference import statistics
 from invariants.registry import Invariant, register
-from invariants.tolerances import SAFETY, gradient_sum_tolerance, relative_error
+from invariants.tolerances import gradient_sum_tolerance
 from strategies import bn_options, finfo
 
 
@@ -100,13 +101,12 @@ def check_parameter_gradients(subject, case):
     input_gradient(subject, p, module)
     stats = statistics(p.values, p.options.eps)
     g = rounded_cotangent(p)
-    rel, tiny = relative_error(p.dtype, stats.n), finfo(p.dtype).tiny
     ctx = context(subject, p)
-    beta_tol = SAFETY * rel * per_channel_sum(g.abs()) + tiny
-    assert_close("dl/dbeta", module.bias.grad, per_channel_sum(g), beta_tol, ctx)
-    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
-    gamma_tol = SAFETY * rel * per_channel_sum(g.abs() * conditioning) + tiny
-    assert_close("dl/dgamma", module.weight.grad, per_channel_sum(g * stats.xhat), gamma_tol, ctx)
+    beta_tol, gamma_tol = parameter_gradient_tolerances(p.dtype, stats, g)
+    overflow = finfo(p.dtype).max
+    assert_close("dl/dbeta", module.bias.grad, per_channel_sum(g), beta_tol, ctx, overflow=overflow)
+    assert_close("dl/dgamma", module.weight.grad, per_channel_sum(g * stats.xhat), gamma_tol, ctx,
+                 overflow=overflow)
 
 
 PARAMETER_GRADIENTS = register(Invariant(
@@ -120,7 +120,8 @@ PARAMETER_GRADIENTS = register(Invariant(
     source="Ioffe & Szegedy (2015), section 3, the backward pass below Algorithm 1",
     applies="training mode, affine=True; every rank, dtype and layout",
     tolerance=("the l1 mass of each sum times its relative error u_acc k(n) + u_out; for γ "
-               "each x̂ᵢ also carries (1 + |μ|/s + |x̂ᵢ|) of it"),
+               "each x̂ᵢ also carries (1 + |μ|/s + |x̂ᵢ|) of it; where a bound passes the "
+               "dtype's largest value, an overflow to ±inf is within it"),
     tolerance_formula=(r"\tau^\beta_c = 4(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|,\quad "
                        r"\tau^\gamma_c = 4(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|"
                        r"(1 + |\mu_c|/s_c + |\hat x_i|)"),

@@ -14,14 +14,14 @@ from hypothesis import reject
 
 from invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.input_gradient import per_channel_sum
-from invariants.catalogue.precision import input_gradient_tolerance, running_tolerances
+from invariants.catalogue.precision import (input_gradient_tolerance,
+                                            parameter_gradient_tolerances, running_tolerances)
 from invariants.harness import build
 from invariants.reference import statistics
 from invariants.registry import Invariant, register
 from invariants.subjects import SubjectError
-from invariants.tolerances import SAFETY, as_channel, output_tolerance, relative_error
-from strategies import apply_layout, finfo
+from invariants.tolerances import as_channel, output_tolerance
+from strategies import apply_layout
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,6 @@ def record_step(module, subject, problem, describe: str = "") -> StepRecord:
         _as64(buffers["running_mean"]), _as64(buffers["running_var"]),
         None if batches is None else int(batches),
         {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)})
-
-
-def parameter_gradient_tolerances(dtype: str, stats, g, beta_dtype: str | None = None):
-    """Bounds on dl/dβ = Σ g and dl/dγ = Σ g x̂ per channel, (C,) each, as in
-    parameter-gradients: each sum's l1 mass times its relative error
-    SAFETY (u_acc k(n) + u_out), x̂ᵢ carrying (1 + |μ|/s + |x̂ᵢ|) of it.
-    ``beta_dtype`` (default ``dtype``) sets u_out and the subnormal rounding of dβ, a
-    sum with no elementwise stage."""
-    beta_dtype = beta_dtype or dtype
-    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
-    beta_tol = (SAFETY * relative_error(beta_dtype, stats.n) * per_channel_sum(g.abs())
-                + finfo(beta_dtype).tiny)
-    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * conditioning)
-                 + finfo(dtype).tiny)
-    return beta_tol, gamma_tol
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import torch
 
 from invariants.assertions import InvariantViolation, Unsupported, assert_close
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, computes_in_float64,
+from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, HALF_BACKWARD_REGION,
+                                            non_contiguous_half, computes_in_float64,
                                             half_backward_overflow_cases,
                                             input_gradient_tolerance, running_tolerances,
                                             training_step)
@@ -119,4 +120,5 @@ for _factories, _case in half_backward_overflow_cases():
         dtypes=("float16",), counterexample=_case,
         measured=("dl/dx is NaN in every element of the channel where the float64 reference "
                   "gives finite values (|dl/dx| ~ 5e-4); |sum g (x - mean)| = 1.4e5 > 65504"),
-        explanation=HALF_BACKWARD_OVERFLOW))
+        explanation=HALF_BACKWARD_OVERFLOW, region=non_contiguous_half,
+        region_text=HALF_BACKWARD_REGION))

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import assert_close
+from invariants.assertions import assert_close, assert_finite
 from invariants.catalogue.common import add_per_channel, draw_cases
 from invariants.harness import affine_of, build, context
 from invariants.reference import channel_view, statistics
 from invariants.registry import Invariant, register
 from invariants.tolerances import SAFETY, gradient_sum_tolerance, output_tolerance
-from strategies import apply_layout, unit_roundoff
+from strategies import apply_layout, finfo, unit_roundoff
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ def check(subject, case):
     gamma, beta = affine_of(module, p.values.dim())
     g = p.cotangent().to(p.torch_dtype).double()
     ctx = f"{context(subject, p)}; {steps} steps of lr {lr}"
+    if not bool(torch.isfinite(path.bias).all()):
+        first = _step_tolerances(p, Trajectory(path.bias[:1], path.loss[:1]), gamma, g)
+        if float((lr * first).max()) > finfo(p.dtype).max:
+            return  # the first step's bound on lr·dl/db passes the dtype: overflow is within it
+        assert_finite("b_t (one row per step)", path.bias, ctx)
     update_rounding = SAFETY * unit_roundoff(p.dtype) * path.bias[1:].abs().sum(0)
     moved = lr * _step_tolerances(p, path, gamma, g).sum(0) + update_rounding
     assert_close(f"b_{steps} - b_0", path.bias[-1] - path.bias[0], torch.zeros_like(moved), moved, ctx)

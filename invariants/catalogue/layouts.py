@@ -5,7 +5,8 @@ import dataclasses
 
 from invariants.assertions import assert_close
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW,
+from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, HALF_BACKWARD_REGION,
+                                            non_contiguous_half,
                                             half_backward_overflow_cases,
                                             input_gradient_tolerance, training_step)
 from invariants.deviations import KnownDeviation, record
@@ -65,4 +66,5 @@ for _factories, _case in half_backward_overflow_cases():
         measured=("dl/dx is NaN in every element of the channel for strided input, finite "
                   "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
                   "1.4e5 > 65504"),
-        explanation=HALF_BACKWARD_OVERFLOW))
+        explanation=HALF_BACKWARD_OVERFLOW, region=non_contiguous_half,
+        region_text=HALF_BACKWARD_REGION))

@@ -8,12 +8,11 @@ from torch import nn
 
 from invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.device_agreement import (affine_views, momentum_factor,
-                                                   parameter_gradient_tolerances, record_step)
+from invariants.catalogue.device_agreement import affine_views, momentum_factor, record_step
 from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  per_channel_sum, rounded_cotangent)
 from invariants.catalogue.numerics import half_tolerance, ulps_off
-from invariants.catalogue.precision import exact_output
+from invariants.catalogue.precision import exact_output, parameter_gradient_tolerances
 from invariants.catalogue.running_buffers import batch_statistics, running_update
 from invariants.deviations import KnownDeviation, record
 from invariants.harness import build, context

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from invariants.assertions import InvariantViolation
+from invariants.catalogue.input_gradient import per_channel_sum
 from invariants.harness import affine_of, build, context
 from invariants.reference import Statistics
 from invariants.tolerances import SAFETY, relative_error
@@ -48,6 +49,21 @@ def input_gradient_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None
     mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xhat.abs()) * spread
     factor = 3 + mean.abs() / std + xhat.abs()
     return SAFETY * relative_error(dtype, n) * factor * mass * gamma / std + finfo(dtype).tiny
+
+
+def parameter_gradient_tolerances(dtype: str, stats, g, beta_dtype: str | None = None):
+    """Bounds on dl/dβ = Σ g and dl/dγ = Σ g x̂ per channel, (C,) each, as in
+    parameter-gradients: each sum's l1 mass times its relative error
+    SAFETY (u_acc k(n) + u_out), x̂ᵢ carrying (1 + |μ|/s + |x̂ᵢ|) of it.
+    ``beta_dtype`` (default ``dtype``) sets u_out and the subnormal rounding of dβ, a
+    sum with no elementwise stage."""
+    beta_dtype = beta_dtype or dtype
+    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
+    beta_tol = (SAFETY * relative_error(beta_dtype, stats.n) * per_channel_sum(g.abs())
+                + finfo(beta_dtype).tiny)
+    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * conditioning)
+                 + finfo(dtype).tiny)
+    return beta_tol, gamma_tol
 
 
 def running_tolerances(compute: str, stored: str, stats: Statistics, factor: float,
@@ -126,10 +142,21 @@ def training_step(subject, problem, cotangent: torch.Tensor) -> Step:
 
 
 HALF_BACKWARD_OVERFLOW = (
-    "torch's CPU float16 backward, for channels-last or strided input, overflows the "
-    "per-channel sum of g (x - mean) to inf once it passes 65504 (the float16 maximum) and "
-    "returns NaN for dl/dx of the whole channel; the contiguous path, and any float32 "
-    "accumulation, gets the finite gradient. Reached by heavy tails over a long reduction.")
+    "torch's CPU float16 backward, for channels-last or strided input (a contiguous copy of "
+    "the same values takes another kernel and passes), holds a per-channel intermediate in "
+    "float16: the sum of g (x - mean), or that sum times 1/(var + eps). Once it passes 65504 "
+    "(the float16 maximum) it overflows and dl/dx is NaN for the whole channel, though the "
+    "exact gradient, the input and the output are all in float16's range; float32 "
+    "accumulation, the standard for half types, would not overflow. Reached by heavy tails "
+    "over a long reduction (the sum itself) and by tiny variance with a small eps (1/var "
+    "near 1e6).")
+
+HALF_BACKWARD_REGION = "strided or channels-last storage"
+
+
+def non_contiguous_half(problem) -> bool:
+    """The region of the float16 backward overflow: the non-contiguous kernels' inputs."""
+    return problem.layout in ("strided", "channels_last")
 
 
 def half_backward_overflow_cases():
@@ -148,3 +175,23 @@ def half_backward_overflow_cases():
     return (((nn.BatchNorm1d, FunctionalBatchNorm), case((100000, 1))),
             ((nn.BatchNorm2d,), case((2, 1, 224, 224))),
             ((nn.BatchNorm3d,), case((2, 1, 37, 37, 37))))
+
+
+def half_backward_tiny_variance_cases(params=None):
+    """(factories, counterexample) for the float16 backward overflow through 1/(var + eps):
+    the strategy's long-reduction shapes, one channel, strided, tiny variance (std 1e-3),
+    eps = 1e-7; ``params`` are the invariant's own."""
+    from torch import nn
+
+    from invariants.registry import Case
+    from invariants.subjects import FunctionalBatchNorm
+    from strategies import BNOptions, Problem
+
+    def case(shape, seed):
+        return Case(Problem(shape=shape, dtype="float16", layout="strided",
+                            regime="tiny_variance", seed=seed, options=BNOptions(eps=1e-7)),
+                    params or {})
+
+    return (((nn.BatchNorm1d, FunctionalBatchNorm), case((100000, 1), 1)),
+            ((nn.BatchNorm2d,), case((2, 1, 224, 224), 1)),
+            ((nn.BatchNorm3d,), case((2, 1, 37, 37, 37), 2)))

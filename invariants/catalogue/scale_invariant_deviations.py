@@ -1,12 +1,14 @@
 """Known deviations of torch's batch norm found by the scale-invariant-weights family."""
 from __future__ import annotations
 
+from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, HALF_BACKWARD_REGION,
+                                            non_contiguous_half)
 from invariants.deviations import KnownDeviation, record
 from invariants.registry import Case
 from invariants.subjects import TORCH_FACTORIES
 from strategies import Problem
 
-HALF_BACKWARD_OVERFLOW = record(KnownDeviation(
+HALF_BACKWARD_OVERFLOW_SCALE = record(KnownDeviation(
     invariant="weight-gradient-inverse-scale",
     factories=TORCH_FACTORIES,
     device="cpu",
@@ -19,17 +21,11 @@ HALF_BACKWARD_OVERFLOW = record(KnownDeviation(
               "tolerance finite): every one of the 100352 dl/dx of channel 0 is NaN, where the "
               "float64 closed form has |dl/dx| <= 0.0245; the unscaled run and the reference "
               "subject pass"),
-    explanation=("torch's CPU float16 batch-norm backward (the kernel for channels-last and "
-                 "(N, C) inputs; a contiguous NCHW copy of the same values passes) returns NaN "
-                 "for a channel whose input "
-                 "(|x| <= 2344, var = 2.7e4), output and gradient are all in float16's range. "
-                 "That channel is the only one whose sum of g (x - mu) (8.8e4) passes 65504, "
-                 "so a per-channel intermediate held in float16 apparently overflows; the "
-                 "accumulation standard (float32 for half types) would not."),
+    explanation=HALF_BACKWARD_OVERFLOW,
+    region=non_contiguous_half,
+    region_text=HALF_BACKWARD_REGION,
 ))
 
-
-_EXPLANATION = HALF_BACKWARD_OVERFLOW.explanation
 
 HALF_BACKWARD_OVERFLOW_NORM = record(KnownDeviation(
     invariant="weight-norm-nondecreasing",
@@ -43,5 +39,7 @@ HALF_BACKWARD_OVERFLOW_NORM = record(KnownDeviation(
     measured=("dl/dW is NaN in row 1 (the reference subject gives [-92.8, 52.6]), so the norm "
               "identity reads NaN: channel 1 of W u has var 2.1e4, |x| <= 2254 and "
               "sum g (x - mu) = 6.9e4 > 65504; channel 0 (sum 3.5e3) is fine"),
-    explanation=_EXPLANATION,
+    explanation=HALF_BACKWARD_OVERFLOW,
+    region=non_contiguous_half,
+    region_text=HALF_BACKWARD_REGION,
 ))
