@@ -64,10 +64,14 @@ def check(subject, case):
     gamma, beta = affine_of(module, p.values.dim())
     g = p.cotangent().to(p.torch_dtype).double()
     ctx = f"{context(subject, p)}; {steps} steps of lr {lr}"
-    if not bool(torch.isfinite(path.bias).all()):
-        first = _step_tolerances(p, Trajectory(path.bias[:1], path.loss[:1]), gamma, g)
-        if float((lr * first).max()) > finfo(p.dtype).max:
-            return  # the first step's bound on lr·dl/db passes the dtype: overflow is within it
+    finite = torch.isfinite(path.bias).all(1)
+    if not bool(finite.all()):
+        t = int((~finite).nonzero()[0])  # b_0 = 0, so t >= 1 and b_0..b_{t-1} are finite
+        bound = lr * _step_tolerances(p, Trajectory(path.bias[:t + 1], path.loss[:t + 1]),
+                                      gamma, g)[-1]
+        overflowed = not bool(path.bias[t].isnan().any())
+        if overflowed and float(bound.max()) > finfo(p.dtype).max:
+            return  # step t's bound on lr·dl/db passes the dtype: ±inf is within it
         assert_finite("b_t (one row per step)", path.bias, ctx)
     update_rounding = SAFETY * unit_roundoff(p.dtype) * path.bias[1:].abs().sum(0)
     moved = lr * _step_tolerances(p, path, gamma, g).sum(0) + update_rounding
