@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from hypothesis import assume, strategies as st
+from hypothesis import reject, strategies as st
 
 from invariants.assertions import assert_close, assert_finite
 from invariants.catalogue.common import draw_cases
@@ -133,7 +133,8 @@ def check_scale_drift(subject, case):
             break
         gamma, _ = affine_of(module, x.dim())
         _, _, dx, _ = gradient_terms(p, x, p.options.eps, gamma)
-        assume(float((dx * x / a_view(a, x)).abs().max()) <= finfo(p.dtype).max / SAFETY)
+        if not float((dx * x / a_view(a, x)).abs().max()) <= finfo(p.dtype).max / SAFETY:
+            reject()  # only when it fails: assume() warns outside a test
         radial, tol = _radial_bound(p, x, x.abs(), p.options.eps, gamma, 1)
         expected, tol = radial / a, tol / a.abs()
         assert_close("dl/da", grad, expected, tol, ctx)
