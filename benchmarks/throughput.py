@@ -21,7 +21,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 import invariants
 from invariants.coverage import probe
-from invariants.runner import replicas_of, target_for
+from invariants.runner import replica_count, target_for
 from invariants.subjects import BUILTIN_SUBJECTS
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True)
@@ -74,7 +74,7 @@ def invariant_rate(target, examples: int):
     @given(case=target.cases())
     def run(case):
         count[0] += 1
-        problems[0] += sum(1 for _ in replicas_of(case, target.replicas))
+        problems[0] += replica_count(case, target.replicas)
         start = time.perf_counter()
         try:
             target.check(case)

@@ -59,14 +59,18 @@ REPLICA_BUDGET = 4096
 fixed cost of drawing a case, which a large problem does not need."""
 
 
+def replica_count(case, replicas: int) -> int:
+    """How many problems ``replicas_of(case, replicas)`` yields: 1 for a large case."""
+    problem = case.problem
+    return 1 if problem.reduction_length * problem.num_features > REPLICA_BUDGET else replicas
+
+
 def replicas_of(case, replicas: int):
     """``case``, then up to ``replicas - 1`` copies whose problem has a derived seed
     (new values, affine parameters and cotangent; same shape, dtype and options)."""
     yield case
     problem = case.problem
-    if replicas <= 1 or problem.reduction_length * problem.num_features > REPLICA_BUDGET:
-        return
-    for j in range(1, replicas):
+    for j in range(1, replica_count(case, replicas)):
         seed = (problem.seed + j * 0x9E3779B9) % 2**32
         yield replace(case, problem=replace(problem, seed=seed))
 

@@ -8,10 +8,8 @@ the contiguous and offset layouts of float16 are still checked.
 """
 from __future__ import annotations
 
-from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, HALF_BACKWARD_REGION,
-                                            half_backward_tiny_variance_cases,
-                                            non_contiguous_half)
-from invariants.deviations import KnownDeviation, record
+from invariants.catalogue.precision import (half_backward_tiny_variance_cases,
+                                            record_half_backward_overflow)
 
 MEASURED = {
     "input-gradient-closed-form": (
@@ -32,8 +30,5 @@ MEASURED = {
 }
 
 for _invariant, (_params, _measured) in MEASURED.items():
-    for _factories, _case in half_backward_tiny_variance_cases(_params):
-        record(KnownDeviation(
-            invariant=_invariant, factories=_factories, device="cpu", dtypes=("float16",),
-            counterexample=_case, measured=_measured, explanation=HALF_BACKWARD_OVERFLOW,
-            region=non_contiguous_half, region_text=HALF_BACKWARD_REGION))
+    record_half_backward_overflow(_invariant, half_backward_tiny_variance_cases(_params),
+                                  _measured)

@@ -5,11 +5,9 @@ import dataclasses
 
 from invariants.assertions import assert_close
 from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (HALF_BACKWARD_OVERFLOW, HALF_BACKWARD_REGION,
-                                            non_contiguous_half,
-                                            half_backward_overflow_cases,
-                                            input_gradient_tolerance, training_step)
-from invariants.deviations import KnownDeviation, record
+from invariants.catalogue.precision import (half_backward_overflow_cases,
+                                            input_gradient_tolerance,
+                                            record_half_backward_overflow, training_step)
 from invariants.harness import context
 from invariants.reference import statistics
 from invariants.registry import Invariant, register
@@ -59,12 +57,8 @@ LAYOUT_INDEPENDENCE = register(Invariant(
     check=check,
 ))
 
-for _factories, _case in half_backward_overflow_cases():
-    record(KnownDeviation(
-        invariant=LAYOUT_INDEPENDENCE.id, factories=_factories, device="cpu",
-        dtypes=("float16",), counterexample=_case,
-        measured=("dl/dx is NaN in every element of the channel for strided input, finite "
-                  "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
-                  "1.4e5 > 65504"),
-        explanation=HALF_BACKWARD_OVERFLOW, region=non_contiguous_half,
-        region_text=HALF_BACKWARD_REGION))
+record_half_backward_overflow(
+    LAYOUT_INDEPENDENCE.id, half_backward_overflow_cases(),
+    measured=("dl/dx is NaN in every element of the channel for strided input, finite "
+              "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
+              "1.4e5 > 65504"))
