@@ -134,8 +134,7 @@ def cpu_status(invariant_id: str, deviations) -> str:
     found = deviations_of(invariant_id, "cpu", deviations)
     if not found:
         return "pass"
-    regions = sorted({region_of(dev) for dev in found})
-    return f"known deviation in {'; '.join(regions)}; pass otherwise"
+    return f"known deviation in {where(found)}; pass elsewhere"
 
 
 def cuda_status(invariant_id: str, deviations, cuda) -> str:
@@ -155,10 +154,30 @@ def cuda_status(invariant_id: str, deviations, cuda) -> str:
     return "skipped"
 
 
-def region_of(deviation) -> str:
-    """The dtypes a deviation covers, and its region where it has one."""
-    dtypes = ", ".join(deviation.dtypes)
-    return f"{dtypes}, {deviation.region_text}" if deviation.region_text else dtypes
+def and_list(items) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def where(found) -> str:
+    """The dtypes (and regions) the deviations cover: 'bfloat16, float32 and float64',
+    'float16 with strided storage'."""
+    by_region: dict[str, set] = {}
+    for deviation in found:
+        by_region.setdefault(deviation.region_text, set()).update(deviation.dtypes)
+    parts = [and_list(sorted(dtypes)) + (f" with {region}" if region else "")
+             for region, dtypes in sorted(by_region.items())]
+    return "; ".join(parts)
+
+
+DEVICE_NAMES = {"cpu": "the CPU", "cuda": "CUDA"}
+
+
+def sentence(text: str) -> str:
+    """``text`` with a closing full stop."""
+    text = text.strip()
+    return text + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def deviation_lines(deviations) -> list[str]:
@@ -169,10 +188,10 @@ def deviation_lines(deviations) -> list[str]:
         groups.setdefault((deviation.device, deviation.explanation), []).append(deviation)
     lines = []
     for (device, explanation), members in groups.items():
-        lines += [f"On **{device}**: {prose(explanation)}", ""]
+        lines += [f"**On {DEVICE_NAMES.get(device, device)}.** {prose(sentence(explanation))}", ""]
         for deviation in members:
             lines += [
-                f"- {prose(factory_names(deviation))} ({region_of(deviation)}): "
+                f"- {prose(factory_names(deviation))} ({where([deviation])}): "
                 f"measured {prose(deviation.measured.rstrip('.'))}; minimal counterexample "
                 f"`{deviation.counterexample!r}`",
             ]
@@ -361,9 +380,14 @@ def main(argv=None) -> int:
             print(f"stale: {path}")
         if out:
             print("run `python3 -m tools.gen_docs` to regenerate them", file=sys.stderr)
-        return 1 if out else 0
-    for path in write():
+            return 1
+        print(f"gen_docs: all {len(render())} generated files are up to date")
+        return 0
+    changed = write()
+    for path in changed:
         print(f"wrote: {path}")
+    print(f"gen_docs: {len(changed)} of {len(render())} generated files rewritten, "
+          f"the rest already up to date")
     return 0
 
 

@@ -343,7 +343,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--mutants", default=None, help="comma-separated names: rerun only these")
-    parser.add_argument("--max-examples", type=int, default=MAX_EXAMPLES)
+    parser.add_argument("--max-examples", type=int, default=MAX_EXAMPLES, metavar="N",
+                        help=f"examples searched per cell (default {MAX_EXAMPLES}, the ci profile's)")
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))

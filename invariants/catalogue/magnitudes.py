@@ -122,7 +122,8 @@ _OVERFLOWS = (  # dtype, the position of the smallest counterexample found, meas
     ("bfloat16", 0.78125, "error 0.543 vs tolerance 0.046 (11.8×): max|x| = 2^71"),
     ("float64", 0.75, "error 0.544 vs tolerance 2.59e-15 (2.1e14×): max|x| = 2^523"),
 )
-_EXPLANATION = ("the variance is accumulated as a sum of squares in the accumulation dtype "
+_EXPLANATION = ("torch's CPU batch norm accumulates the variance as a sum of squares in the "
+                "accumulation dtype "
                 "(float32 for float32 and bfloat16, float64 for float64) without scaling: "
                 "once n·max|x|² passes its maximum, var = inf, x̂ = 0 and the output is "
                 "silently β (running_var becomes inf) instead of raising or scaling first")
@@ -134,4 +135,4 @@ for _dtype, _position, _measured in _OVERFLOWS:
         record(KnownDeviation(
             invariant="extreme-magnitudes", factories=_factories, device="cpu",
             dtypes=(_dtype,), counterexample=_overflow_case(_dtype, _rank, _position),
-            measured=_measured, explanation=f"torch {_EXPLANATION}"))
+            measured=_measured, explanation=_EXPLANATION))
