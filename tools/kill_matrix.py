@@ -239,9 +239,13 @@ def markdown(doc: dict, ttd: dict | None = None) -> str:
         "Rerun with `python3 -m tools.kill_matrix --jobs 2` (several minutes); the figure "
         "comes from `python3 -m tools.plots`.",
         "",
-        f"![Kill matrix: one row per invariant, grouped by family, one column per mutant; "
+        f"[![Kill matrix: one row per invariant, grouped by family, one column per mutant; "
         f"a filled cell means the invariant catches the mutant, a ring marks each mutant's "
-        f"quickest catcher; the controls, in the first columns, pass everything]({FIGURE})",
+        f"quickest catcher; the controls, in the first columns, pass everything]({FIGURE})]"
+        f"({FIGURE})",
+        "",
+        "Each filled cell: the invariant catches the mutant. Each ring: the mutant's quickest "
+        "catcher. Click the figure for full size.",
         "",
         "## Each mutant and what catches it",
         "",
@@ -249,7 +253,7 @@ def markdown(doc: dict, ttd: dict | None = None) -> str:
         "shrunk counterexample), from the [time-to-detect](time-to-detect.md) run, which also "
         "gives the seconds and the shrunk counterexample of every catcher.",
         "",
-        "| mutant | caught by | quickest catcher | examples to first failure |",
+        "| mutant | quickest catcher | examples to first failure | caught by |",
         "|---|---|---|---|",
     ]
     for n in mutants:
@@ -259,7 +263,7 @@ def markdown(doc: dict, ttd: dict | None = None) -> str:
         examples = str(row["examples_to_first_failure"]) if row else "–"
         caught = (f"{len(catchers)}: " + ", ".join(f"`{c}`" for c in catchers)
                   if catchers else "**none**")
-        lines.append(f"| **{short(n)}** | {caught} | {fastest} | {examples} |")
+        lines.append(f"| **{short(n)}** | {fastest} | {examples} | {caught} |")
     lines += ["", "Controls, which must pass every invariant: "
               + ", ".join(f"{short(n)} ({_caught_count(doc, n)} caught)" for n in controls) + ".",
               "", "## The mutants", ""]

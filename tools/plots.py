@@ -163,14 +163,14 @@ def kill_matrix_figure(path: Path) -> None:
                  key=lambda i: (REGISTRY[i].family if i in REGISTRY else "~", i))
     verdicts = list(VERDICT_COLORS)
     grid = [[verdicts.index(doc["matrix"][n].get(i, "n/a")) for n in names] for i in ids]
-    fig, ax = plt.subplots(figsize=(9, 11.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 11.5), constrained_layout=True)
     ax.imshow(grid, cmap=ListedColormap(list(VERDICT_COLORS.values())), vmin=0,
               vmax=len(verdicts) - 1, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(names)), [short(n) for n in names], rotation=60, ha="right",
-                  rotation_mode="anchor", fontsize=9)
+    ax.set_xticks(range(len(names)), [short(n) for n in names], rotation=70, ha="right",
+                  rotation_mode="anchor", fontsize=10)
     for label, name in zip(ax.get_xticklabels(), names):
         label.set_fontstyle("italic" if name in controls else "normal")
-    ax.set_yticks(range(len(ids)), ids, fontsize=9)
+    ax.set_yticks(range(len(ids)), ids, fontsize=10)
     ax.set_xticks([x - 0.5 for x in range(1, len(names))], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, len(ids))], minor=True)
     ax.grid(which="minor", color="#cccccc", lw=0.5)
@@ -184,7 +184,8 @@ def kill_matrix_figure(path: Path) -> None:
     starts = [y for y in range(len(ids)) if y == 0 or families[y] != families[y - 1]]
     ends = starts[1:] + [len(ids)]
     secondary.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends)],
-                         [families[a] for a in starts], fontsize=8, color="#444444")
+                         [families[a].replace(", ", ",\n").replace(" ", "\n", 1) if len(families[a]) > 12
+                          else families[a] for a in starts], fontsize=9, color="#444444")
     secondary.tick_params(length=0)
     column = {n: k for k, n in enumerate(names)}
     row = {i: k for k, i in enumerate(ids)}
@@ -192,16 +193,15 @@ def kill_matrix_figure(path: Path) -> None:
         if mutant in column and first["invariant"] in row:
             ax.scatter(column[mutant], row[first["invariant"]], s=46, facecolors="none",
                        edgecolors="white", linewidths=1.6)
-    ax.set_title(f"Kill matrix: {len(ids)} invariants × {len(names) - len(controls)} broken "
-                 f"batch norms ({len(controls)} correct controls first, in italics)",
-                 fontsize=11)
+    ax.set_title(f"{len(ids)} invariants × {len(names) - len(controls)} broken batch norms\n"
+                 f"({len(controls)} correct controls first, in italics)", fontsize=11)
     handles = [Patch(facecolor=VERDICT_COLORS[v], edgecolor="#999999", label=VERDICT_LABELS[v])
                for v in verdicts]
     handles.append(plt.Line2D([], [], ls="none", marker="o", markerfacecolor="none",
                               markeredgecolor=VERDICT_COLORS["caught"], markeredgewidth=1.6,
                               markersize=8, label="ringed: the mutant's quickest catcher"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=130, metadata={"Software": None, STAMP_KEY: figure_stamp(doc, ttd)})
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=110, metadata={"Software": None, STAMP_KEY: figure_stamp(doc, ttd)})
     plt.close(fig)
 
 
