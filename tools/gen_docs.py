@@ -177,6 +177,18 @@ def where(found) -> str:
 DEVICE_NAMES = {"cpu": "the CPU", "cuda": "CUDA"}
 
 
+LOWERCASE_NAMES = {"torch", "numpy", "cuda", "cudnn"}
+"""Names that keep their lowercase at the start of a sentence."""
+
+
+def capitalised(text: str) -> str:
+    """``text`` with its first word capitalised when that word is plain lowercase prose
+    ('training mode' -> 'Training mode'), and left alone when it is a symbol or a
+    name ('b may move', 'track_running_stats=True', 'x̂ has')."""
+    first = re.match(r"[a-z]{2,}\b(?![_=(.\\])", text)
+    return text[:1].upper() + text[1:] if first and first[0] not in LOWERCASE_NAMES else text
+
+
 def sentence(text: str) -> str:
     """``text`` with a closing full stop."""
     text = text.strip()
@@ -229,9 +241,9 @@ def invariant_section(invariant, deviations, caught, cuda) -> list[str]:
         "",
         f"**Why it holds.** {prose(invariant.why)}",
         "",
-        f"**When it applies.** {applies_text(invariant)}.",
+        f"**When it applies.** {capitalised(applies_text(invariant))}.",
         "",
-        f"**Tolerance.** {prose(invariant.tolerance)}:",
+        f"**Tolerance.** {capitalised(prose(invariant.tolerance))}:",
         "",
         display_math(invariant.tolerance_formula),
         "",
