@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from invariants.harness import affine_of
-from invariants.reference import statistics
-from invariants.subjects import BUILTIN_SUBJECTS, load_subject
-from invariants.tolerances import gradient_sum_tolerance, output_tolerance
-from strategies import BNOptions, max_offset_ratio, torch_dtype
+from bn_invariants.invariants.harness import affine_of
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, load_subject
+from bn_invariants.invariants.tolerances import gradient_sum_tolerance, output_tolerance
+from bn_invariants.strategies import BNOptions, max_offset_ratio, torch_dtype
 
 
 def packed_input(batch: int, channels: int, dtype: str, seed: int) -> torch.Tensor:

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-import invariants
-from invariants.coverage import probe
-from invariants.runner import replica_count, target_for
-from invariants.subjects import BUILTIN_SUBJECTS
+from bn_invariants import invariants
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.runner import replica_count, target_for
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True)
 

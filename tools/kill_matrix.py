@@ -1,6 +1,6 @@
 """The kill matrix: which invariant catches which deliberately broken batch norm.
 
-Runs every registered invariant against every zoo mutant (tests/zoo) and the
+Runs every registered invariant against every zoo mutant (bn_invariants/zoo) and the
 controls (the zoo's correct implementations and the float64 reference) on the CPU
 with the ``ci`` profile's search (derandomized, 30 examples), and writes
 
@@ -54,8 +54,8 @@ def search_settings(max_examples: int = MAX_EXAMPLES):
 
 def subjects() -> dict:
     """Column name -> (Subject, bug, source): the controls first, then the mutants."""
-    from invariants.subjects import REFERENCE_SUBJECT, Subject
-    from tests import zoo
+    from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
+    from bn_invariants import zoo
     table = {"ReferenceBatchNorm": (REFERENCE_SUBJECT, CONTROL_BUG,
                                     "invariants/reference.py: the float64 oracle")}
     for cls in zoo.CONTROLS + zoo.MUTANTS:
@@ -87,7 +87,7 @@ class Counting:
 
 def classify(error) -> str:
     """The cell's verdict for what find_violation returned."""
-    from invariants import Unsupported
+    from bn_invariants.invariants import Unsupported
     if error is None:
         return "passed"
     if isinstance(error, Unsupported):
@@ -97,9 +97,9 @@ def classify(error) -> str:
 
 def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> dict:
     """Run one invariant against one subject; verdict, first failing example, seconds."""
-    import invariants
-    from invariants.coverage import probe
-    from invariants.runner import find_violation, target_for
+    import bn_invariants.invariants
+    from bn_invariants.invariants.coverage import probe
+    from bn_invariants.invariants.runner import find_violation, target_for
     subject = subjects()[name][0]
     invariant = invariants.REGISTRY[invariant_id]
     target = target_for(invariant, subject, probe(subject, "cpu"))
@@ -176,7 +176,7 @@ def report(cells: dict, previous: dict | None, invariant_ids, max_examples: int)
         "profile": "ci",
         "max_examples": max_examples,
         "torch": torch.__version__,
-        "mutants": {n: {"module": s.name if ":" in s.name else "invariants.reference:ReferenceBatchNorm",
+        "mutants": {n: {"module": s.name if ":" in s.name else "bn_invariants.invariants.reference:ReferenceBatchNorm",
                         "bug": bug, "source": source} for n, (s, bug, source) in table.items()},
         "matrix": matrix,
         "only_caught_by": only_caught_by(matrix, mutants),
@@ -232,7 +232,7 @@ def markdown(doc: dict, ttd: dict | None = None) -> str:
         "# Kill matrix",
         "",
         f"Every registered invariant ({len(invariant_ids)}) against every deliberately broken "
-        f"batch norm of the zoo (`tests/zoo`, {len(mutants)} mutants, one bug each) and "
+        f"batch norm of the zoo (`bn_invariants/zoo`, {len(mutants)} mutants, one bug each) and "
         f"{len(controls)} correct controls, on the CPU, with the `{doc.get('profile', 'ci')}` "
         f"profile's search ({doc.get('max_examples', MAX_EXAMPLES)} derandomized examples"
         + (f", torch {doc['torch']}" if doc.get("torch") else "") + "). "
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import invariants
+    import bn_invariants.invariants
     table = subjects()
     all_ids = sorted(invariants.REGISTRY)
     names = args.mutants.split(",") if args.mutants else list(table)

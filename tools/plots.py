@@ -32,13 +32,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from invariants.catalogue.drift import bias_descent  # noqa: E402
-from invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
+from bn_invariants.invariants.catalogue.drift import bias_descent  # noqa: E402
+from bn_invariants.invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
                                                           weight_gradient)
-from invariants.harness import build  # noqa: E402
-from invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
-from invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
-from strategies import Problem  # noqa: E402
+from bn_invariants.invariants.harness import build  # noqa: E402
+from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
+from bn_invariants.strategies import Problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -152,7 +152,7 @@ def kill_matrix_figure(path: Path) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from invariants import REGISTRY
+    from bn_invariants.invariants import REGISTRY
     from tools.kill_matrix import controls_of, figure_stamp, quickest, short
     doc = json.loads((DATA / "kill_matrix.json").read_text(encoding="utf-8"))
     ttd_path = DATA / "time_to_detect.json"

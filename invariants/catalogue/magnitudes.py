@@ -7,16 +7,16 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.degenerate import CLEAR_ERRORS
-from invariants.harness import affine_of, build, context
-from invariants.deviations import KnownDeviation, record
-from invariants.reference import Statistics, reduce_dims
-from invariants.registry import Case, Invariant, register
-from invariants.subjects import FunctionalBatchNorm
-from invariants.tolerances import output_tolerance
-from strategies import Problem, finfo, mantissa_bits
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.degenerate import CLEAR_ERRORS
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.reference import Statistics, reduce_dims
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.subjects import FunctionalBatchNorm
+from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.strategies import Problem, finfo, mantissa_bits
 
 LOWEST_EXPONENT_FLOAT64 = -450
 """Channels scaled below 2^-450 keep that scale: ε·4^450 would overflow, and next to
