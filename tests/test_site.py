@@ -10,10 +10,12 @@ import sys
 import pytest
 
 from tools import gen_docs
-from tools.mathml_hook import MathError, render_math, to_mathml
 from tools.site_check import page_problems, site_problems
 
-pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e \".[dev,docs]\"")
+DOCS_EXTRA = "the docs extra is not installed: pip install -e \".[dev,docs]\""
+pytest.importorskip("mkdocs", reason=DOCS_EXTRA)
+pytest.importorskip("latex2mathml", reason=DOCS_EXTRA)
+from tools.mathml_hook import MathError, render_math, to_mathml  # noqa: E402
 
 
 @pytest.fixture(scope="module")
