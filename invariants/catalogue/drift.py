@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close, assert_finite
 from bn_invariants.invariants.cases import add_per_channel, draw_cases
 from bn_invariants.invariants.step import affine_of, build, context
@@ -51,8 +52,7 @@ def _step_tolerances(problem, path, gamma, g):
     for b in path.bias[:-1]:
         seen = add_per_channel(problem.values, b).to(problem.torch_dtype).double()
         stats = statistics(seen, problem.options.eps)
-        bounds.append(gradient_sum_tolerance(problem.dtype, stats.n, stats.mean, stats.std,
-                                             stats.xhat, g, gamma))
+        bounds.append(gradient_sum_tolerance(problem.dtype, stats, g, gamma))
     return torch.stack(bounds)
 
 
@@ -77,7 +77,7 @@ def check(subject, case):
     moved = lr * _step_tolerances(p, path, gamma, g).sum(0) + update_rounding
     assert_close(f"b_{steps} - b_0", path.bias[-1] - path.bias[0], torch.zeros_like(moved), moved, ctx)
     stats = statistics(p.values, p.options.eps)
-    out_tol = output_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
+    out_tol = output_tolerance(p.dtype, stats, gamma, beta)
     drift_rounding = SAFETY * unit_roundoff(p.dtype) * moved.abs().max() / stats.std.min()
     loss_tol = 2 * (g.abs() * (out_tol + drift_rounding)).sum()
     assert_close(f"l(b_{steps}) - l(b_0)", path.loss[-1] - path.loss[0],
@@ -99,9 +99,9 @@ NO_BIAS_DRIFT = register(Invariant(
     tolerance=("b may move by η times the sum over steps of the zero-bias-gradient tolerance "
                "of the input x + b_t each step saw, plus the rounding of each update; the loss "
                "may change by twice the g-weighted output tolerance plus the rounding of x + b_t"),
-    tolerance_formula=(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + 4u\sum_{t\ge1}|b_{t,c}|,"
+    tolerance_formula=(tex(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + @{SAFETY}u\sum_{t\ge1}|b_{t,c}|,"
                        r"\quad |\ell_T-\ell_0| \le 2\sum_i |g_i|\,(\tau^{out}_i + "
-                       r"4u\max_c|b_T-b_0|_c/\min_c s_c)"),
+                       r"@{SAFETY}u\max_c|b_T-b_0|_c/\min_c s_c)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 6), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
     check=check,
