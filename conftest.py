@@ -17,7 +17,7 @@ from invariants.runner import target_for
 from strategies import available_devices
 from strategies.devices import DEVICE_KINDS
 
-pytest_plugins = ("tests.plugins.json_report",)
+pytest_plugins = ("tests.plugins.json_report", "tests.plugins.distributed")
 
 _QUIET_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("dev", max_examples=20, deadline=None,
@@ -125,6 +125,8 @@ def pytest_generate_tests(metafunc):
     config = metafunc.config
     params = []
     for invariant in REGISTRY.values():
+        if invariant.kind != "single":
+            continue  # distributed invariants: tests/plugins/distributed.py
         for subject in config.stash[SUBJECTS]:
             for device in _devices(config):
                 ident = f"{invariant.id}-{subject.name}-{device}"

@@ -62,8 +62,15 @@ def check(subject, case):
     module = build(subject, p)
     path = bias_descent(subject, p, steps=steps, lr=lr, module=module)
     gamma, beta = affine_of(module, p.values.dim())
+    check_trajectory(p, path, gamma, beta, steps, lr,
+                     f"{context(subject, p)}; {steps} steps of lr {lr}")
+
+
+def check_trajectory(p, path: Trajectory, gamma, beta, steps: int, lr: float, ctx: str) -> None:
+    """The drift checks of a recorded trajectory on the problem's whole batch:
+    b_T - b_0 and l(b_T) - l(b_0) within their bounds (an overflow to ±inf only
+    where a step's bound passes the dtype)."""
     g = p.cotangent().to(p.torch_dtype).double()
-    ctx = f"{context(subject, p)}; {steps} steps of lr {lr}"
     finite = torch.isfinite(path.bias).all(1)
     if not bool(finite.all()):
         t = int((~finite).nonzero()[0])  # b_0 = 0, so t >= 1 and b_0..b_{t-1} are finite
