@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from invariants.harness import affine_of
-from invariants.reference import statistics
-from invariants.subjects import BUILTIN_SUBJECTS, load_subject
-from invariants.tolerances import gradient_sum_tolerance, output_tolerance
-from strategies import BNOptions, max_offset_ratio, torch_dtype
+from bn_invariants.invariants.harness import affine_of
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, load_subject
+from bn_invariants.invariants.tolerances import gradient_sum_tolerance, output_tolerance
+from bn_invariants.strategies import BNOptions, max_offset_ratio, torch_dtype
 
 
 def packed_input(batch: int, channels: int, dtype: str, seed: int) -> torch.Tensor:
@@ -59,11 +59,18 @@ def check_round(subject, *, device: str, dtype: str, batch: int, channels: int, 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--channels", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        choices=("cpu", "cuda"),
+                        help="where the subject runs (default cuda when present, else cpu)")
+    parser.add_argument("--dtype", default="float32",
+                        choices=("float32", "float64", "float16", "bfloat16"),
+                        help="the input dtype (default float32)")
+    parser.add_argument("--batch", type=int, default=64, metavar="N",
+                        help="values per channel, the reduction length n (default 64)")
+    parser.add_argument("--channels", type=int, default=20000, metavar="C",
+                        help="instances packed as channels of one call (default 20000)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="R",
+                        help="packed calls, each with new values (default 3)")
     parser.add_argument("--subject", default="torch.nn.BatchNorm1d",
                         help="a built-in subject's name or package.module:Name")
     args = parser.parse_args(argv)

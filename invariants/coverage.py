@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from invariants.registry import Space
-from invariants.subjects import Subject, SubjectError
-from strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
+from bn_invariants.invariants.registry import Space
+from bn_invariants.invariants.subjects import Subject, SubjectError
+from bn_invariants.strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
 
 PROBE_CHANNELS = 3
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from invariants.registry import Case, Space
+from bn_invariants.invariants.registry import Case, Space
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from invariants.reference import Statistics, statistics
-from invariants.subjects import Subject
-from invariants.tolerances import as_channel
+from bn_invariants.invariants.reference import Statistics, statistics
+from bn_invariants.invariants.subjects import Subject
+from bn_invariants.invariants.tolerances import as_channel
 
 
 def build(subject: Subject, problem, *, training: bool = True, options=None) -> nn.Module:

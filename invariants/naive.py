@@ -6,7 +6,7 @@ gets a non-zero gradient that changes nothing, and drifts without bound.
 """
 from __future__ import annotations
 
-from invariants.reference import ModelBatchNorm
+from bn_invariants.invariants.reference import ModelBatchNorm
 
 
 class NaiveCenteringBatchNorm(ModelBatchNorm):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from strategies import accumulation_dtype, torch_dtype
+from bn_invariants.strategies import accumulation_dtype, torch_dtype
 
 
 @dataclass(frozen=True)

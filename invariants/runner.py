@@ -6,9 +6,9 @@ from functools import cached_property
 
 from hypothesis import given, note, settings as hsettings
 
-from invariants.deviations import excluding_deviations, regional_deviations
-from invariants.registry import Invariant, Space
-from invariants.subjects import REFERENCE_SUBJECT, Subject
+from bn_invariants.invariants.deviations import excluding_deviations, regional_deviations
+from bn_invariants.invariants.registry import Invariant, Space
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import nn
 
-from invariants.reference import ModelBatchNorm, ReferenceBatchNorm
+from bn_invariants.invariants.reference import ModelBatchNorm, ReferenceBatchNorm
 
 
 class SubjectError(Exception):

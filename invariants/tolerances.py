@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from strategies import accumulation_dtype, finfo, unit_roundoff
+from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 SAFETY = 4.0
 """Covers the constant factors of the first-order bounds (mean, variance, sqrt,

@@ -1,12 +1,12 @@
 """Hypothesis strategies for batch-norm inputs.  Knows nothing of invariants."""
-from strategies.devices import available_devices, devices
-from strategies.dtypes import (DTYPE_NAMES, accumulation_dtype, dtypes, finfo, mantissa_bits,
+from bn_invariants.strategies.devices import available_devices, devices
+from bn_invariants.strategies.dtypes import (DTYPE_NAMES, accumulation_dtype, dtypes, finfo, mantissa_bits,
                                max_offset_ratio, torch_dtype, unit_roundoff)
-from strategies.layouts import LAYOUTS, apply_layout, layouts
-from strategies.options import BNOptions, bn_options
-from strategies.problems import Problem, exact_shift_grid, problems
-from strategies.regimes import REGIMES, regimes
-from strategies.shapes import RANKS, reduction_length, shapes
+from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
+from bn_invariants.strategies.options import BNOptions, bn_options
+from bn_invariants.strategies.problems import Problem, exact_shift_grid, problems
+from bn_invariants.strategies.regimes import REGIMES, regimes
+from bn_invariants.strategies.shapes import RANKS, reduction_length, shapes
 
 __all__ = [
     "DTYPE_NAMES", "LAYOUTS", "RANKS", "REGIMES", "BNOptions", "Problem",

@@ -8,11 +8,11 @@ from functools import cached_property
 import torch
 from hypothesis import strategies as st
 
-from strategies.dtypes import DTYPE_NAMES, mantissa_bits, torch_dtype
-from strategies.layouts import LAYOUTS, apply_layout, layouts
-from strategies.options import BNOptions, bn_options
-from strategies.regimes import REGIMES, regimes
-from strategies.shapes import RANKS, reduction_length, shapes
+from bn_invariants.strategies.dtypes import DTYPE_NAMES, mantissa_bits, torch_dtype
+from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
+from bn_invariants.strategies.options import BNOptions, bn_options
+from bn_invariants.strategies.regimes import REGIMES, regimes
+from bn_invariants.strategies.shapes import RANKS, reduction_length, shapes
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from strategies.dtypes import finfo, max_offset_ratio
-from strategies.shapes import reduction_length
+from bn_invariants.strategies.dtypes import finfo, max_offset_ratio
+from bn_invariants.strategies.shapes import reduction_length
 
 
 def _normal(gen, shape):

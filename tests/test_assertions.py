@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
 
 
 def test_close_values_pass():

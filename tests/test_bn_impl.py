@@ -45,19 +45,19 @@ def test_bad_reference_is_refused_the_same_way():
 
 
 def test_torch_batchnorm2d_passes_and_reports_rank_4_only():
-    result = run_pytest("-q", "--bn-impl=torch.nn:BatchNorm2d", "tests/test_invariants.py",
+    result = run_pytest("-q", "--bn-impl=torch.nn:BatchNorm2d", "bn_invariants/invariant_tests.py",
                         "-k", "shift-invariance or zero-bias-gradient")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "torch.nn:BatchNorm2d on cpu: float32: rank 4; float64: rank 4;" in result.stdout
 
 
 def test_detached_mean_fails_with_a_shrunk_counterexample():
-    result = run_pytest("-q", "--bn-impl=tests.zoo.detached_mean:DetachedMeanBatchNorm",
-                        "tests/test_invariants.py", "-k", "zero-bias-gradient or no-bias-drift",
+    result = run_pytest("-q", "--bn-impl=bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm",
+                        "bn_invariants/invariant_tests.py", "-k", "zero-bias-gradient or no-bias-drift",
                         "--hypothesis-profile=ci")
     assert result.returncode == 1, result.stdout[-3000:]
     out = result.stdout
-    assert "FAILED tests/test_invariants.py::test_invariant[zero-bias-gradient-" in out
-    assert "FAILED tests/test_invariants.py::test_invariant[no-bias-drift-" in out
+    assert "FAILED bn_invariants/invariant_tests.py::test_invariant[zero-bias-gradient-" in out
+    assert "FAILED bn_invariants/invariant_tests.py::test_invariant[no-bias-drift-" in out
     assert "dl/db[0]=" in out and "but should be 0.0 ±" in out
     assert "Problem(shape=(2, 1), dtype='float32'" in out, "counterexample not shrunk"

@@ -9,14 +9,14 @@ import torch
 from hypothesis import HealthCheck, assume, find, given, settings
 from torch import nn
 
-from conftest import _why_empty
-from invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
-from invariants.catalogue.device_agreement import assert_steps_agree, check
-from invariants.coverage import probe
-from invariants.runner import target_for
-from invariants.subjects import BUILTIN_SUBJECTS, REFERENCE_SUBJECT, Subject
-from strategies import BNOptions, Problem, problems
-from tests.zoo import EpsOutsideSqrtBatchNorm, NaiveVarianceBatchNorm
+from bn_invariants.session import _why_empty
+from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
+from bn_invariants.invariants.catalogue.device_agreement import assert_steps_agree, check
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.runner import target_for
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, REFERENCE_SUBJECT, Subject
+from bn_invariants.strategies import BNOptions, Problem, problems
+from bn_invariants.zoo import EpsOutsideSqrtBatchNorm, NaiveVarianceBatchNorm
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
 EVERY_DTYPE_RANK_4 = {d: (4,) for d in ("float32", "float64", "float16", "bfloat16")}

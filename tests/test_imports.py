@@ -7,8 +7,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
 import torch
-import strategies, invariants, conftest, benchmarks.sweep, benchmarks.throughput
-import invariants.catalogue, invariants.runner, invariants.coverage
+import bn_invariants.strategies, bn_invariants.invariants, bn_invariants.session, benchmarks.sweep, benchmarks.throughput
+import bn_invariants.invariants.catalogue, bn_invariants.invariants.runner, bn_invariants.invariants.coverage
 print("initialised" if torch.cuda.is_initialized() else "untouched")
 """
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPL = "tests.zoo.detached_mean:DetachedMeanBatchNorm"
+IMPL = "bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm"
 
 
 def test_report_records_each_invariant_test(tmp_path):
     path = tmp_path / "report.json"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_invariants.py",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "bn_invariants/invariant_tests.py",
          f"--bn-impl={IMPL}", "--hypothesis-profile=ci", f"--bn-report={path}",
          "-k", "shift-invariance or zero-bias-gradient"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)

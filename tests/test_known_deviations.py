@@ -5,11 +5,11 @@ Strict: the day torch fixes one, this test fails and the entry must go.
 import pytest
 import torch
 
-from invariants import REGISTRY, InvariantViolation
-from invariants.deviations import DEVIATIONS
-from invariants.coverage import probe
-from invariants.runner import check_case
-from invariants.subjects import BUILTIN_SUBJECTS
+from bn_invariants.invariants import REGISTRY, InvariantViolation
+from bn_invariants.invariants.deviations import DEVIATIONS
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.runner import check_case
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 
 CPU_SPACES = {subject.name: probe(subject, "cpu") for subject in BUILTIN_SUBJECTS}
 
@@ -51,7 +51,7 @@ def test_a_region_is_left_out_of_the_search_and_the_rest_of_its_dtype_is_not():
     from hypothesis import find, settings
     from hypothesis.errors import NoSuchExample
 
-    from invariants.runner import target_for
+    from bn_invariants.invariants.runner import target_for
     subject = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
     space = CPU_SPACES[subject.name].restrict(dtypes=("float16",))
     target = target_for(REGISTRY["input-gradient-closed-form"], subject, space)

@@ -12,14 +12,14 @@ import torch
 from hypothesis import HealthCheck, settings
 from torch import nn
 
-from invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
-from invariants.catalogue.mixed_precision import check
-from invariants.coverage import probe
-from invariants.deviations import DEVIATIONS
-from invariants.runner import find_violation, target_for
-from invariants.subjects import Subject
-from strategies import BNOptions, Problem
-from tests.zoo import DowncastParametersBatchNorm, HalfStatisticsBatchNorm, ZooBatchNorm
+from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
+from bn_invariants.invariants.catalogue.mixed_precision import check
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.deviations import DEVIATIONS
+from bn_invariants.invariants.runner import find_violation, target_for
+from bn_invariants.invariants.subjects import Subject
+from bn_invariants.strategies import BNOptions, Problem
+from bn_invariants.zoo import DowncastParametersBatchNorm, HalfStatisticsBatchNorm, ZooBatchNorm
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
 SEARCH = settings(max_examples=30, derandomize=True, database=None, deadline=None,
@@ -133,7 +133,7 @@ def test_it_applies_to_half_types_only():
 def test_drawn_options_keep_some_float32_state():
     from hypothesis import given
 
-    from invariants.catalogue.mixed_precision import mixed_options
+    from bn_invariants.invariants.catalogue.mixed_precision import mixed_options
 
     @SEARCH
     @given(options=mixed_options())

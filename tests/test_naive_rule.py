@@ -3,13 +3,13 @@ import pytest
 import torch
 from hypothesis import settings
 
-from invariants import REGISTRY, InvariantViolation
-from invariants.catalogue.drift import bias_descent
-from invariants.coverage import probe
-from invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm
-from invariants.runner import find_violation, target_for
-from invariants.subjects import REFERENCE_SUBJECT, Subject
-from strategies import BNOptions, Problem
+from bn_invariants.invariants import REGISTRY, InvariantViolation
+from bn_invariants.invariants.catalogue.drift import bias_descent
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm
+from bn_invariants.invariants.runner import find_violation, target_for
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
+from bn_invariants.strategies import BNOptions, Problem
 
 SEARCH = settings(max_examples=30, derandomize=True, database=None, deadline=None)
 NAIVE = [Subject("naive-centering", NaiveCenteringBatchNorm),

@@ -8,11 +8,11 @@ and the float16 dl/db a sum near 65504, which may round to inf.  The bound on dl
 import pytest
 import torch
 
-from invariants import REGISTRY
-from invariants.registry import Case
-from invariants.runner import check_case
-from invariants.subjects import BUILTIN_SUBJECTS
-from strategies import Problem
+from bn_invariants.invariants import REGISTRY
+from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.runner import check_case
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
+from bn_invariants.strategies import Problem
 
 CONSTANT_CHANNELS = Problem(shape=(100000, 2), dtype="float16", regime="constant_channels",
                             seed=6913)
@@ -40,8 +40,8 @@ def test_torch_passes_where_only_an_overflow_within_the_bound_happens(one_thread
 ])
 def test_bias_drift_accepts_an_overflow_only_within_the_bound(problem, b_1, violated,
                                                               monkeypatch):
-    from invariants import InvariantViolation
-    from invariants.catalogue import drift
+    from bn_invariants.invariants import InvariantViolation
+    from bn_invariants.invariants.catalogue import drift
 
     def overflowing_descent(subject, problem, *, steps, lr, module=None):
         bias = torch.zeros(steps + 1, problem.num_features, dtype=torch.float64)

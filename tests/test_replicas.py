@@ -1,15 +1,15 @@
 """--bn-replicas: several problems per drawn example, each reproducible on its own."""
 from hypothesis import settings
 
-import invariants
-from invariants import REGISTRY
-from invariants.coverage import probe
-from invariants.registry import Case
-from invariants.runner import REPLICA_BUDGET, check_case, find_violation, replicas_of, target_for
-from invariants.subjects import Subject
-from strategies import BNOptions, Problem
+from bn_invariants import invariants
+from bn_invariants.invariants import REGISTRY
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.runner import REPLICA_BUDGET, check_case, find_violation, replicas_of, target_for
+from bn_invariants.invariants.subjects import Subject
+from bn_invariants.strategies import BNOptions, Problem
 from tests.test_bn_impl import run_pytest
-from tests.zoo.detached_mean import DetachedMeanBatchNorm
+from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm
 
 
 def test_replicas_share_everything_but_the_seed():
@@ -29,7 +29,7 @@ def test_large_problems_are_not_replicated():
 
 
 def test_a_failing_replica_is_reported_with_its_own_reproduction():
-    subject = Subject("tests.zoo.detached_mean:DetachedMeanBatchNorm", DetachedMeanBatchNorm)
+    subject = Subject("bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm", DetachedMeanBatchNorm)
     target = target_for(REGISTRY["zero-bias-gradient"], subject, probe(subject, "cpu"),
                         replicas=4)
     error = find_violation(target, settings(max_examples=30, derandomize=True, database=None,
@@ -49,4 +49,4 @@ def test_a_failing_replica_is_reported_with_its_own_reproduction():
 def test_replicas_below_one_is_a_usage_error():
     result = run_pytest("--collect-only", "-q", "--bn-replicas=0")
     assert result.returncode == 4
-    assert "--bn-replicas=0: should be at least 1" in result.stderr
+    assert "--bn-replicas=0: should be a whole number, at least 1" in result.stderr

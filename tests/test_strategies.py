@@ -5,10 +5,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import strategies as S
-from strategies.shapes import LONG_REDUCTION
-from invariants.reference import statistics
-from invariants.catalogue.common import add_per_channel, per_channel_offsets
+import bn_invariants.strategies as S
+from bn_invariants.strategies.shapes import LONG_REDUCTION
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.catalogue.common import add_per_channel, per_channel_offsets
 
 
 @given(S.problems(dtype_ranks={"float64": (2,), "float16": (4, 5)}))

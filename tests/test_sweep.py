@@ -1,7 +1,7 @@
 """The sweep mode checks every packed instance, and catches what it claims to."""
 from benchmarks.sweep import check_round, packed_input
-from invariants.naive import NaiveCenteringBatchNorm
-from invariants.subjects import BUILTIN_SUBJECTS, Subject
+from bn_invariants.invariants.naive import NaiveCenteringBatchNorm
+from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
 
 TORCH_1D = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.BatchNorm1d")
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import note
 from hypothesis import strategies as st
 
-from invariants import REGISTRY, InvariantViolation
-from invariants.registry import Case
-from invariants.runner import check_case, find_violation
-from strategies.options import BNOptions
-from strategies.problems import Problem
-from strategies.shapes import LONG_REDUCTION, reduction_length
-from tests import zoo
+from bn_invariants.invariants import REGISTRY, InvariantViolation
+from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.runner import check_case, find_violation
+from bn_invariants.strategies.options import BNOptions
+from bn_invariants.strategies.problems import Problem
+from bn_invariants.strategies.shapes import LONG_REDUCTION, reduction_length
+from bn_invariants import zoo
 from tools import time_to_detect as ttd
 from tools.kill_matrix import JSON_PATH as KILL_MATRIX_PATH
 from tools.kill_matrix import subjects

@@ -14,11 +14,11 @@ import json
 import pytest
 from torch import nn
 
-from invariants import REGISTRY, InvariantViolation
-from invariants.coverage import probe
-from invariants.runner import find_violation, target_for
-from invariants.subjects import Subject
-from tests import zoo
+from bn_invariants.invariants import REGISTRY, InvariantViolation
+from bn_invariants.invariants.coverage import probe
+from bn_invariants.invariants.runner import find_violation, target_for
+from bn_invariants.invariants.subjects import Subject
+from bn_invariants import zoo
 from tools.kill_matrix import JSON_PATH, search_settings
 
 
@@ -83,8 +83,8 @@ def test_control_passes(control, invariant_id):
 
 
 def test_detached_mean_is_where_the_readme_says():
-    from tests.zoo.detached_mean import DetachedMeanBatchNorm
-    assert zoo.spec(DetachedMeanBatchNorm) == "tests.zoo.detached_mean:DetachedMeanBatchNorm"
+    from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm
+    assert zoo.spec(DetachedMeanBatchNorm) == "bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm"
     assert DetachedMeanBatchNorm in zoo.MUTANTS
 
 
@@ -114,7 +114,7 @@ def test_kill_matrix_is_current():
 def test_every_invariant_without_a_unique_mutant_says_why_it_is_kept():
     import json
 
-    from invariants import REGISTRY
+    from bn_invariants.invariants import REGISTRY
     from tools.kill_matrix import JSON_PATH
     from tools.worth import WORTH
 

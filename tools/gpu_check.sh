@@ -22,6 +22,6 @@ python3 -m pytest --hypothesis-profile=ci -q -rsx -p no:cacheprovider $parallel 
 echo "suite wall time: $(( $(date +%s) - start )) s" | tee -a "$out/suite.log"
 tail -n 3 "$out/suite.log"
 python3 -m pytest --hypothesis-profile=ci -q -p no:cacheprovider --bn-device=cuda \
-  --bn-impl=torch.nn:BatchNorm2d tests/test_invariants.py 2>&1 | tail -n 200 > "$out/bn_impl.log"
+  --bn-impl=torch.nn:BatchNorm2d bn_invariants/invariant_tests.py 2>&1 | tail -n 200 > "$out/bn_impl.log"
 tail -n 3 "$out/bn_impl.log"
 python3 -m benchmarks.sweep --device cuda --channels 1000000 --rounds 5 2>&1 | tee "$out/sweep.log"

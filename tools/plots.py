@@ -23,13 +23,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from invariants.catalogue.drift import bias_descent  # noqa: E402
-from invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
+from bn_invariants.invariants.catalogue.drift import bias_descent  # noqa: E402
+from bn_invariants.invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
                                                           weight_gradient)
-from invariants.harness import build  # noqa: E402
-from invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
-from invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
-from strategies import Problem  # noqa: E402
+from bn_invariants.invariants.harness import build  # noqa: E402
+from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
+from bn_invariants.strategies import Problem  # noqa: E402
 
 IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 PROPER = (REFERENCE_SUBJECT, Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d))

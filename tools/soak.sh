@@ -5,7 +5,7 @@ set -uo pipefail
 runs=${1:-20}
 failed=0
 for seed in $(seq 1 "$runs"); do
-  line=$(python3 -m pytest -q -p no:cacheprovider tests/test_invariants.py \
+  line=$(python3 -m pytest -q -p no:cacheprovider bn_invariants/invariant_tests.py \
            --hypothesis-profile=ci-seeded --hypothesis-seed="$seed" --bn-device=cpu \
            -k "not reference" ${SOAK_XDIST:-} 2>&1 | tail -n 1)
   echo "seed $seed: $line"

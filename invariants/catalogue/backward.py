@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import torch
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  input_gradient, per_channel_sum,
                                                  radial_reference_error, radial_value,
                                                  reference_xhat_error, rounded_cotangent)
-from invariants.catalogue.precision import parameter_gradient_tolerances
-from invariants.harness import affine_of, build, context
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import gradient_sum_tolerance
-from strategies import bn_options, finfo
+from bn_invariants.invariants.catalogue.precision import parameter_gradient_tolerances
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import gradient_sum_tolerance
+from bn_invariants.strategies import bn_options, finfo
 
 
 def _gradient_and_closed_form(subject, p):

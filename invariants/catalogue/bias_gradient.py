@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import InvariantViolation, assert_close
-from invariants.catalogue.common import draw_cases, per_channel_offsets, strengths
-from invariants.harness import affine_of, build, context
-from invariants.reference import channel_view, statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import gradient_sum_tolerance
-from strategies import apply_layout, finfo
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import channel_view, statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import gradient_sum_tolerance
+from bn_invariants.strategies import apply_layout, finfo
 
 
 def bias_gradient(subject, problem, b: torch.Tensor, module=None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from invariants.registry import Case, Space
-from invariants.reference import channel_view
-from strategies import max_offset_ratio, problems
+from bn_invariants.invariants.registry import Case, Space
+from bn_invariants.invariants.reference import channel_view
+from bn_invariants.strategies import max_offset_ratio, problems
 
 
 def draw_cases(space: Space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
-from invariants.catalogue.common import draw_cases
-from invariants.harness import affine_of, build, context
-from invariants.reference import reduce_dims, statistics
-from invariants.registry import Case, Invariant, register
-from invariants.tolerances import output_tolerance
-from strategies import DTYPE_NAMES, LAYOUTS, REGIMES, Problem, bn_options, layouts, regimes
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.strategies import DTYPE_NAMES, LAYOUTS, REGIMES, Problem, bn_options, layouts, regimes
 
 CLEAR_ERRORS = (ValueError, RuntimeError)
 """What a batch norm may raise for an input it cannot normalise."""

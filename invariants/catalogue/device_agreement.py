@@ -12,16 +12,16 @@ from dataclasses import dataclass
 import torch
 from hypothesis import reject
 
-from invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (input_gradient_tolerance,
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.precision import (input_gradient_tolerance,
                                             parameter_gradient_tolerances, running_tolerances)
-from invariants.harness import build
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.subjects import SubjectError
-from invariants.tolerances import as_channel, output_tolerance
-from strategies import apply_layout
+from bn_invariants.invariants.harness import build
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.subjects import SubjectError
+from bn_invariants.invariants.tolerances import as_channel, output_tolerance
+from bn_invariants.strategies import apply_layout
 
 
 @dataclass(frozen=True)

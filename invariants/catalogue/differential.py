@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import torch
 
-from invariants.assertions import InvariantViolation, Unsupported, assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (computes_in_float64, half_backward_overflow_cases,
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.precision import (computes_in_float64, half_backward_overflow_cases,
                                             input_gradient_tolerance,
                                             record_half_backward_overflow, running_tolerances,
                                             training_step)
-from invariants.harness import context
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.subjects import REFERENCE_SUBJECT, SubjectError
-from invariants.tolerances import output_tolerance
-from strategies import unit_roundoff
+from bn_invariants.invariants.harness import context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, SubjectError
+from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.strategies import unit_roundoff
 
 
 def _reference_step(reference, problem, cotangent):

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import torch
 
-from invariants.assertions import assert_close
-from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  per_channel_sum, rounded_cotangent)
-from invariants.catalogue.precision import parameter_gradient_tolerances
-from invariants.distributed.run import dist_context, rank_outputs, run_ranks, stacked, summed
-from invariants.distributed.split import dist_cases
-from invariants.distributed.tasks import forward_only, train_step
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import as_channel, gradient_sum_tolerance, output_tolerance
-from strategies import bn_options
+from bn_invariants.invariants.catalogue.precision import parameter_gradient_tolerances
+from bn_invariants.invariants.distributed.run import dist_context, rank_outputs, run_ranks, stacked, summed
+from bn_invariants.invariants.distributed.split import dist_cases
+from bn_invariants.invariants.distributed.tasks import forward_only, train_step
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import as_channel, gradient_sum_tolerance, output_tolerance
+from bn_invariants.strategies import bn_options
 
 FAMILY = "distributed"
 K_OF_N = ("the reduction spans processes: each rank sums its n_r values and the all-reduce "

@@ -7,17 +7,17 @@ from types import SimpleNamespace
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import assert_close, assert_true
-from invariants.catalogue.distributed import FAMILY, K_OF_N, affine
-from invariants.catalogue.drift import Trajectory, check_trajectory
-from invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats,
+from bn_invariants.invariants.assertions import assert_close, assert_true
+from bn_invariants.invariants.catalogue.distributed import FAMILY, K_OF_N, affine
+from bn_invariants.invariants.catalogue.drift import Trajectory, check_trajectory
+from bn_invariants.invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats,
                                                   eval_map, running_update)
-from invariants.catalogue.running_stats import GIVEN_MOMENTA
-from invariants.distributed.run import dist_context, rank_outputs, run_ranks, summed
-from invariants.distributed.split import dist_cases, slice_bounds
-from invariants.distributed.tasks import bias_descent, eval_step, train_step
-from invariants.registry import Invariant, register
-from strategies import bn_options
+from bn_invariants.invariants.catalogue.running_stats import GIVEN_MOMENTA
+from bn_invariants.invariants.distributed.run import dist_context, rank_outputs, run_ranks, summed
+from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
+from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.strategies import bn_options
 
 
 def stored(values: torch.Tensor, dtype) -> torch.Tensor:

@@ -5,14 +5,14 @@ import torch
 from torch import nn
 from hypothesis import strategies as st
 
-from invariants.assertions import InvariantViolation, assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.running_buffers import drawn_running_stats, eval_map, set_running_stats
-from invariants.harness import build, context
-from invariants.deviations import KnownDeviation, record
-from invariants.registry import Case, Invariant, register
-from invariants.subjects import FunctionalBatchNorm
-from strategies import BNOptions, Problem, bn_options
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.running_buffers import drawn_running_stats, eval_map, set_running_stats
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.subjects import FunctionalBatchNorm
+from bn_invariants.strategies import BNOptions, Problem, bn_options
 
 TRACKED = bn_options(track_running_stats=True)
 

@@ -9,13 +9,13 @@ import torch
 from hypothesis import strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
-from invariants.assertions import InvariantViolation, Unsupported
-from invariants.catalogue.input_gradient import closed_form, elementwise_tolerance
-from invariants.harness import build, context
-from invariants.reference import statistics
-from invariants.registry import Case, Invariant, register
-from invariants.tolerances import SAFETY, output_tolerance, relative_error
-from strategies import problems, unit_roundoff
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
+from bn_invariants.invariants.catalogue.input_gradient import closed_form, elementwise_tolerance
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.tolerances import SAFETY, output_tolerance, relative_error
+from bn_invariants.strategies import problems, unit_roundoff
 
 MAX_ELEMENTS = 60
 """Largest input checked: gradcheck builds the full Jacobian, one column per element."""

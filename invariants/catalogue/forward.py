@@ -6,13 +6,13 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import InvariantViolation, assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.harness import affine_of, build, context
-from invariants.reference import reduce_dims, statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import SAFETY, output_tolerance
-from strategies import bn_options, unit_roundoff
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import SAFETY, output_tolerance
+from bn_invariants.strategies import bn_options, unit_roundoff
 
 U64 = unit_roundoff("float64")
 

@@ -8,7 +8,7 @@ the contiguous and offset layouts of float16 are still checked.
 """
 from __future__ import annotations
 
-from invariants.catalogue.precision import (half_backward_tiny_variance_cases,
+from bn_invariants.invariants.catalogue.precision import (half_backward_tiny_variance_cases,
                                             record_half_backward_overflow)
 
 MEASURED = {

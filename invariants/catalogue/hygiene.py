@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 import torch
 
-from invariants.assertions import assert_close, assert_true
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.degenerate import buffers
-from invariants.harness import build, context
-from invariants.registry import Invariant, register
+from bn_invariants.invariants.assertions import assert_close, assert_true
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.degenerate import buffers
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.registry import Invariant, register
 
 
 @dataclass(frozen=True)

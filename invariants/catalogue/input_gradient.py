@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from invariants.assertions import InvariantViolation
-from invariants.harness import build, context
-from invariants.reference import reduce_dims
-from invariants.tolerances import SAFETY, relative_error
-from strategies import finfo
+from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.reference import reduce_dims
+from bn_invariants.invariants.tolerances import SAFETY, relative_error
+from bn_invariants.strategies import finfo
 
 
 def input_gradient(subject, problem, module=None, values=None):

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import (half_backward_overflow_cases,
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.precision import (half_backward_overflow_cases,
                                             input_gradient_tolerance,
                                             record_half_backward_overflow, training_step)
-from invariants.harness import context
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import output_tolerance
-from strategies import LAYOUTS
+from bn_invariants.invariants.harness import context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.strategies import LAYOUTS
 
 OTHER_LAYOUTS = tuple(name for name in LAYOUTS if name != "contiguous")
 

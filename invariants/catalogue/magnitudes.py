@@ -7,16 +7,16 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.degenerate import CLEAR_ERRORS
-from invariants.harness import affine_of, build, context
-from invariants.deviations import KnownDeviation, record
-from invariants.reference import Statistics, reduce_dims
-from invariants.registry import Case, Invariant, register
-from invariants.subjects import FunctionalBatchNorm
-from invariants.tolerances import output_tolerance
-from strategies import Problem, finfo, mantissa_bits
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.degenerate import CLEAR_ERRORS
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.reference import Statistics, reduce_dims
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.subjects import FunctionalBatchNorm
+from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.strategies import Problem, finfo, mantissa_bits
 
 LOWEST_EXPONENT_FLOAT64 = -450
 """Channels scaled below 2^-450 keep that scale: ε·4^450 would overflow, and next to
@@ -122,7 +122,8 @@ _OVERFLOWS = (  # dtype, the position of the smallest counterexample found, meas
     ("bfloat16", 0.78125, "error 0.543 vs tolerance 0.046 (11.8×): max|x| = 2^71"),
     ("float64", 0.75, "error 0.544 vs tolerance 2.59e-15 (2.1e14×): max|x| = 2^523"),
 )
-_EXPLANATION = ("the variance is accumulated as a sum of squares in the accumulation dtype "
+_EXPLANATION = ("torch's CPU batch norm accumulates the variance as a sum of squares in the "
+                "accumulation dtype "
                 "(float32 for float32 and bfloat16, float64 for float64) without scaling: "
                 "once n·max|x|² passes its maximum, var = inf, x̂ = 0 and the output is "
                 "silently β (running_var becomes inf) instead of raising or scaling first")
@@ -134,4 +135,4 @@ for _dtype, _position, _measured in _OVERFLOWS:
         record(KnownDeviation(
             invariant="extreme-magnitudes", factories=_factories, device="cpu",
             dtypes=(_dtype,), counterexample=_overflow_case(_dtype, _rank, _position),
-            measured=_measured, explanation=f"torch {_EXPLANATION}"))
+            measured=_measured, explanation=_EXPLANATION))

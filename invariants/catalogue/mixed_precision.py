@@ -6,23 +6,23 @@ import dataclasses
 import torch
 from torch import nn
 
-from invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.device_agreement import affine_views, momentum_factor, record_step
-from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.device_agreement import affine_views, momentum_factor, record_step
+from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  per_channel_sum, rounded_cotangent)
-from invariants.catalogue.numerics import half_tolerance, ulps_off
-from invariants.catalogue.precision import (HALF_BACKWARD_REGION, exact_output,
+from bn_invariants.invariants.catalogue.numerics import half_tolerance, ulps_off
+from bn_invariants.invariants.catalogue.precision import (HALF_BACKWARD_REGION, exact_output,
                                             half_backward_overflow_cases, non_contiguous_half,
                                             parameter_gradient_tolerances,
                                             record_half_backward_overflow)
-from invariants.catalogue.running_buffers import batch_statistics, running_update
-from invariants.deviations import KnownDeviation, record
-from invariants.harness import build, context
-from invariants.reference import statistics
-from invariants.registry import Case, Invariant, register
-from invariants.subjects import FunctionalBatchNorm, SubjectError
-from strategies import Problem, bn_options
+from bn_invariants.invariants.catalogue.running_buffers import batch_statistics, running_update
+from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.subjects import FunctionalBatchNorm, SubjectError
+from bn_invariants.strategies import Problem, bn_options
 
 MIXED_DTYPES = ("float16", "bfloat16")
 PARAMETER_DTYPE = "float32"

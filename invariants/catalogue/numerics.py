@@ -4,16 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.precision import exact_output, ulp
-from invariants.deviations import KnownDeviation, record
-from invariants.harness import affine_of, build, context
-from invariants.reference import statistics
-from invariants.registry import Case, Invariant, register
-from invariants.subjects import FunctionalBatchNorm
-from invariants.tolerances import SAFETY, output_tolerance, summation_factor
-from strategies import Problem, accumulation_dtype, unit_roundoff
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.precision import exact_output, ulp
+from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.subjects import FunctionalBatchNorm
+from bn_invariants.invariants.tolerances import SAFETY, output_tolerance, summation_factor
+from bn_invariants.strategies import Problem, accumulation_dtype, unit_roundoff
 
 HALF_DTYPES = ("float16", "bfloat16")
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from invariants.assertions import InvariantViolation
-from invariants.catalogue.input_gradient import per_channel_sum
-from invariants.harness import affine_of, build, context
-from invariants.reference import Statistics
-from invariants.tolerances import SAFETY, relative_error
-from strategies import apply_layout, finfo, mantissa_bits, unit_roundoff
+from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.catalogue.input_gradient import per_channel_sum
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import Statistics
+from bn_invariants.invariants.tolerances import SAFETY, relative_error
+from bn_invariants.strategies import apply_layout, finfo, mantissa_bits, unit_roundoff
 
 
 def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
@@ -164,7 +164,7 @@ def _long_reduction_cases(make_case):
     strategy's long-reduction shape with one channel (family 0, 1, 2: ranks 2, 4, 5)."""
     from torch import nn
 
-    from invariants.subjects import FunctionalBatchNorm
+    from bn_invariants.invariants.subjects import FunctionalBatchNorm
 
     return (((nn.BatchNorm1d, FunctionalBatchNorm), make_case((100000, 1), 0)),
             ((nn.BatchNorm2d,), make_case((2, 1, 224, 224), 1)),
@@ -174,8 +174,8 @@ def _long_reduction_cases(make_case):
 def half_backward_overflow_cases():
     """(factories, counterexample) for the float16 backward overflow, one per rank family:
     the strategy's long-reduction shapes, one channel, strided, heavy tails."""
-    from invariants.registry import Case
-    from strategies import Problem
+    from bn_invariants.invariants.registry import Case
+    from bn_invariants.strategies import Problem
 
     return _long_reduction_cases(lambda shape, _: Case(Problem(
         shape=shape, dtype="float16", layout="strided", regime="heavy_tails", severity=1.0,
@@ -186,8 +186,8 @@ def half_backward_tiny_variance_cases(params=None):
     """(factories, counterexample) for the float16 backward overflow through 1/(var + eps):
     the strategy's long-reduction shapes, one channel, strided, tiny variance (std 1e-3),
     eps = 1e-7; ``params`` are the invariant's own."""
-    from invariants.registry import Case
-    from strategies import BNOptions, Problem
+    from bn_invariants.invariants.registry import Case
+    from bn_invariants.strategies import BNOptions, Problem
 
     seeds = (1, 1, 2)  # the first seed that fails for each family
     return _long_reduction_cases(lambda shape, family: Case(Problem(
@@ -199,7 +199,7 @@ def record_half_backward_overflow(invariant_id: str, cases, measured: str) -> No
     """Record the float16 backward overflow as a known deviation of ``invariant_id``, on
     the CPU, in float16 strided or channels-last storage, for each (factories,
     counterexample) of ``cases``."""
-    from invariants.deviations import KnownDeviation, record
+    from bn_invariants.invariants.deviations import KnownDeviation, record
 
     for factories, case in cases:
         record(KnownDeviation(

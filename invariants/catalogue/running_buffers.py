@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from invariants.assertions import InvariantViolation
-from invariants.harness import affine_of, context
-from invariants.reference import channel_view, statistics
-from invariants.tolerances import SAFETY, relative_error
-from strategies import accumulation_dtype, finfo, unit_roundoff
+from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.harness import affine_of, context
+from bn_invariants.invariants.reference import channel_view, statistics
+from bn_invariants.invariants.tolerances import SAFETY, relative_error
+from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 
 def as64(t: torch.Tensor) -> torch.Tensor:

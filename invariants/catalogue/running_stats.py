@@ -5,15 +5,15 @@ import dataclasses
 
 from hypothesis import strategies as st
 
-from invariants.assertions import assert_close, assert_true
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats, dtype_name,
+from bn_invariants.invariants.assertions import assert_close, assert_true
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats, dtype_name,
                                                   running_buffers, running_update,
                                                   set_running_stats)
-from invariants.harness import build, context
-from invariants.registry import Invariant, register
-from strategies import bn_options
-from strategies.options import MOMENTUM_VALUES
+from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.strategies import bn_options
+from bn_invariants.strategies.options import MOMENTUM_VALUES
 
 GIVEN_MOMENTA = tuple(m for m in MOMENTUM_VALUES if m is not None)
 

@@ -1,10 +1,10 @@
 """Known deviations of torch's batch norm found by the scale-invariant-weights family."""
 from __future__ import annotations
 
-from invariants.catalogue.precision import record_half_backward_overflow
-from invariants.registry import Case
-from invariants.subjects import TORCH_FACTORIES
-from strategies import Problem
+from bn_invariants.invariants.catalogue.precision import record_half_backward_overflow
+from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.subjects import TORCH_FACTORIES
+from bn_invariants.strategies import Problem
 
 record_half_backward_overflow(
     "weight-gradient-inverse-scale",

@@ -12,16 +12,16 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
-from invariants.assertions import InvariantViolation, assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  radial_reference_error,
                                                  radial_value, rounded_cotangent)
-from invariants.harness import affine_of, build, context
-from invariants.reference import reduce_dims, statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import SAFETY, relative_error
-from strategies import REGIMES, accumulation_dtype, apply_layout, finfo, unit_roundoff
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import SAFETY, relative_error
+from bn_invariants.strategies import REGIMES, accumulation_dtype, apply_layout, finfo, unit_roundoff
 
 POSITIVE_VARIANCE = tuple(r for r in REGIMES if r not in ("constant_channels", "tiny_variance"))
 """Regimes where every channel of W u has a variance clearly above zero in every dtype,

@@ -7,14 +7,14 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.forward import assert_identical
-from invariants.harness import affine_of, build, context
-from invariants.reference import reduce_dims, statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import output_tolerance, shifted_input_rounding
-from strategies import accumulation_dtype, finfo, unit_roundoff
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.forward import assert_identical
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import output_tolerance, shifted_input_rounding
+from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 
 def exponent_window(values: torch.Tensor, dtype: str) -> tuple[int, int]:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from invariants.assertions import assert_close
-from invariants.catalogue.common import add_per_channel, draw_cases, per_channel_offsets, strengths
-from invariants.harness import affine_of, build, context
-from invariants.reference import statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import output_tolerance, shifted_input_rounding
-from strategies import exact_shift_grid
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.catalogue.common import add_per_channel, draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import output_tolerance, shifted_input_rounding
+from bn_invariants.strategies import exact_shift_grid
 
 
 def shifted_pair(problem, strength: float, exact: bool, std=None):

@@ -7,17 +7,17 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
-from invariants.assertions import assert_close, assert_finite
-from invariants.catalogue.common import draw_cases
-from invariants.catalogue.input_gradient import radial_reference_error, radial_value
-from invariants.catalogue.scale_invariant_weights import (POSITIVE_VARIANCE, gradient_terms,
+from bn_invariants.invariants.assertions import assert_close, assert_finite
+from bn_invariants.invariants.catalogue.common import draw_cases
+from bn_invariants.invariants.catalogue.input_gradient import radial_reference_error, radial_value
+from bn_invariants.invariants.catalogue.scale_invariant_weights import (POSITIVE_VARIANCE, gradient_terms,
                                                           mix, mixing_weight, radial_tolerance,
                                                           weight_gradient)
-from invariants.harness import affine_of, build, context
-from invariants.reference import channel_view, statistics
-from invariants.registry import Invariant, register
-from invariants.tolerances import SAFETY
-from strategies import apply_layout, finfo, unit_roundoff
+from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.reference import channel_view, statistics
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.tolerances import SAFETY
+from bn_invariants.strategies import apply_layout, finfo, unit_roundoff
 
 EPS_FRACTION = 2.0 ** -20
 """eps for the norm identity, relative to the smallest channel variance of W u."""

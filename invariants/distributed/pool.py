@@ -67,7 +67,7 @@ class WorkerPool:
         """Spawn the workers and wait until each has imported torch."""
         import torch.multiprocessing as mp
 
-        from invariants.distributed.worker import serve
+        from bn_invariants.invariants.distributed.worker import serve
         context = mp.get_context("spawn")
         self.store_dir = tempfile.mkdtemp(prefix="bn-dist-")
         collective_timeout = 2 * self.timeout_s + 10  # the pool's own timeout fires first

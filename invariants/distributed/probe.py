@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from invariants.distributed.pool import PoolError, WorkerTimeout, shared_pool
-from invariants.distributed.run import run_ranks
-from invariants.distributed.split import slice_bounds
-from invariants.distributed.tasks import forward_only
-from invariants.registry import Case
-from invariants.subjects import SubjectError
-from strategies import Problem
+from bn_invariants.invariants.distributed.pool import PoolError, WorkerTimeout, shared_pool
+from bn_invariants.invariants.distributed.run import run_ranks
+from bn_invariants.invariants.distributed.split import slice_bounds
+from bn_invariants.invariants.distributed.tasks import forward_only
+from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.subjects import SubjectError
+from bn_invariants.strategies import Problem
 
 PROBE_CASE = Case(Problem(shape=(3, 3, 2, 2)), {"sizes": (2, 1)})
 """One small float32 batch on 2 ranks, slices of 2 samples and 1."""

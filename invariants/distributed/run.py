@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from invariants.assertions import InvariantViolation
-from invariants.distributed.pool import shared_pool
-from invariants.distributed.split import slice_bounds
-from invariants.distributed.tasks import RankRequest
+from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.distributed.pool import shared_pool
+from bn_invariants.invariants.distributed.split import slice_bounds
+from bn_invariants.invariants.distributed.tasks import RankRequest
 
 TIMEOUT = {"seconds": None}
 """The pool timeout set from the command line (None: the pool's default)."""

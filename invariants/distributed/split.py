@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from invariants.registry import Case
-from strategies import problems
+from bn_invariants.invariants.registry import Case
+from bn_invariants.strategies import problems
 
 MAX_SLICE = 4
 """Largest number of samples one rank holds (so N <= 4 W)."""

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
-from invariants.distributed.reference import AllReduceBatchNorm
-from invariants.registry import Space
-from invariants.subjects import Subject, load_subject
-from strategies import RANKS
+from bn_invariants.invariants.distributed.reference import AllReduceBatchNorm
+from bn_invariants.invariants.registry import Space
+from bn_invariants.invariants.subjects import Subject, load_subject
+from bn_invariants.strategies import RANKS
 
 DIST_DTYPES = ("float32", "float64")
 """The dtypes the distributed family draws (half types: not yet covered)."""
@@ -81,7 +81,7 @@ def dist_subject(spec: str, device: str = "cpu") -> DistSubject:
                        bool(getattr(loaded.factory, "accepts_empty_slice", False)))
 
 
-REFERENCE_DIST_SUBJECT = DistSubject("invariants.distributed.reference:AllReduceBatchNorm",
+REFERENCE_DIST_SUBJECT = DistSubject("bn_invariants.invariants.distributed.reference:AllReduceBatchNorm",
                                      AllReduceBatchNorm, "cpu", True)
 """The reference: all-reduce of counts, sums and centred second moments (gloo, CPU)."""
 TORCH_SYNC_SUBJECT = DistSubject("torch.nn:SyncBatchNorm", nn.SyncBatchNorm, "cuda", True)

@@ -12,11 +12,11 @@ from functools import lru_cache
 import torch
 import torch.distributed as dist
 
-from invariants.catalogue.running_buffers import as64, set_running_stats
-from invariants.harness import build
-from invariants.reference import channel_view
-from invariants.subjects import load_subject
-from strategies import apply_layout
+from bn_invariants.invariants.catalogue.running_buffers import as64, set_running_stats
+from bn_invariants.invariants.harness import build
+from bn_invariants.invariants.reference import channel_view
+from bn_invariants.invariants.subjects import load_subject
+from bn_invariants.strategies import apply_layout
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,23 @@ input of rank 2 to 5, and carries three attributes:
 
 CONTROLS are correct implementations written the same way; they must pass every
 invariant, so a mutant's failure can only come from its bug.  Any of them can be
-checked by the suite: ``pytest --bn-impl=tests.zoo.detached_mean:DetachedMeanBatchNorm``.
+checked by the suite: ``pytest --bn-impl=bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm``.
 """
-from tests.zoo.affine import BetaBeforeNormalisationBatchNorm
-from tests.zoo.base import ZooBatchNorm
-from tests.zoo.custom_backward import SavedStatisticsBatchNorm, WrongWeightGradientBatchNorm
-from tests.zoo.detached_mean import DetachedMeanBatchNorm
-from tests.zoo.edge_cases import (EmptyBatchPoisonsStatsBatchNorm, NondeterministicBatchNorm,
+from bn_invariants.zoo.affine import BetaBeforeNormalisationBatchNorm
+from bn_invariants.zoo.base import ZooBatchNorm
+from bn_invariants.zoo.custom_backward import SavedStatisticsBatchNorm, WrongWeightGradientBatchNorm
+from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm
+from bn_invariants.zoo.edge_cases import (EmptyBatchPoisonsStatsBatchNorm, NondeterministicBatchNorm,
                                   SilentSingleValueBatchNorm)
-from tests.zoo.gradients import DetachedVarianceBatchNorm
-from tests.zoo.manual import ManualBackwardBatchNorm
-from tests.zoo.memory import ChannelsLastAsNCHWBatchNorm, InPlaceInputBatchNorm
-from tests.zoo.mixed import DowncastParametersBatchNorm
-from tests.zoo.modes import (EvalUpdatesRunningStatsBatchNorm, EvalUsesBatchStatsBatchNorm,
+from bn_invariants.zoo.gradients import DetachedVarianceBatchNorm
+from bn_invariants.zoo.manual import ManualBackwardBatchNorm
+from bn_invariants.zoo.memory import ChannelsLastAsNCHWBatchNorm, InPlaceInputBatchNorm
+from bn_invariants.zoo.mixed import DowncastParametersBatchNorm
+from bn_invariants.zoo.modes import (EvalUpdatesRunningStatsBatchNorm, EvalUsesBatchStatsBatchNorm,
                              EvalWithoutEpsBatchNorm)
-from tests.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfStatisticsBatchNorm,
+from bn_invariants.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfStatisticsBatchNorm,
                                 NaiveVarianceBatchNorm, UnbiasedNormalisationBatchNorm)
-from tests.zoo.running_stats import (BiasedRunningVarianceBatchNorm,
+from bn_invariants.zoo.running_stats import (BiasedRunningVarianceBatchNorm,
                                      CumulativeAverageOffByOneBatchNorm, FlippedMomentumBatchNorm,
                                      UncountedBatchesBatchNorm)
 
@@ -61,5 +61,5 @@ MUTANTS = (
 
 
 def spec(cls) -> str:
-    """The ``--bn-impl`` spelling of a zoo class, e.g. 'tests.zoo.detached_mean:DetachedMeanBatchNorm'."""
+    """The ``--bn-impl`` spelling of a zoo class, e.g. 'bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm'."""
     return f"{cls.__module__}:{cls.__qualname__}"

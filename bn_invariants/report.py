@@ -14,12 +14,11 @@ Writes one JSON document when the session ends:
 target draws (the subject's probed space, restricted to where the invariant
 applies, less known deviations); a skip says why (unsupported by the subject, no
 applicable input, device absent).  ``coverage`` is what each subject accepts on
-each device, as probed at start-up (conftest's COVERAGE stash).
+each device, as probed at start-up (the plugin's COVERAGE stash).
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,19 +26,11 @@ import pytest
 REPORT = pytest.StashKey["BatchNormReport"]()
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("batch-norm invariants")
-    group.addoption("--bn-report", metavar="PATH", default=None,
-                    help="write a JSON report of every invariant test (outcome, dtypes "
-                         "covered, skip reasons) and the probed coverage to PATH")
-
-
-def pytest_configure(config):
-    path = config.getoption("--bn-report", default=None)
-    if path:
-        report = BatchNormReport(config, Path(path))
-        config.stash[REPORT] = report
-        config.pluginmanager.register(report, "bn-json-report")
+def register_report(config, path) -> None:
+    """Write the JSON report to ``path`` when the session ends."""
+    report = BatchNormReport(config, Path(path))
+    config.stash[REPORT] = report
+    config.pluginmanager.register(report, "bn-json-report")
 
 
 class BatchNormReport:
@@ -104,7 +95,7 @@ def describe_item(item) -> dict | None:
 def _parse_id(ident: str) -> dict:
     """Split '<invariant>-<subject>-<device>' (a target-less param, e.g. an absent
     device) using the registry's ids, which may contain dashes."""
-    from invariants import REGISTRY
+    from bn_invariants.invariants import REGISTRY
     rest, _, device = ident.rpartition("-")
     invariant = max((i for i in REGISTRY if rest.startswith(i + "-")), key=len, default="")
     return {"invariant": invariant or None, "subject": rest[len(invariant) + 1:] or None,
@@ -151,12 +142,9 @@ def coverage(config, results) -> dict:
 
 
 def _stash(config, key_name: str, default):
-    """config.stash[conftest.<key_name>] when the project's conftest is loaded."""
-    conftest = sys.modules.get("conftest")
-    key = getattr(conftest, key_name, None)
-    if key is None:
-        return default
-    return config.stash.get(key, default)
+    """config.stash[plugin.<key_name>]: what the plugin probed at start-up."""
+    from bn_invariants import plugin
+    return config.stash.get(getattr(plugin, key_name), default)
 
 
 def _torch_version() -> str:
@@ -165,6 +153,5 @@ def _torch_version() -> str:
 
 
 def _profile() -> str:
-    from hypothesis import settings
-    current = getattr(settings, "get_current_profile_name", None)
-    return current() if current else getattr(settings, "_current_profile", "default")
+    from bn_invariants.strategies.profiles import current_profile
+    return current_profile()

@@ -1,7 +1,7 @@
 """The paper's naive rule: the gradient treats the batch mean as a constant."""
 from __future__ import annotations
 
-from tests.zoo.base import ZooBatchNorm
+from bn_invariants.zoo.base import ZooBatchNorm
 
 
 class DetachedMeanBatchNorm(ZooBatchNorm):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.zoo.base import ZooBatchNorm, channel_view
+from bn_invariants.zoo.base import ZooBatchNorm, channel_view
 
 
 def centred_scaled(x: torch.Tensor, dims: tuple, eps: float):

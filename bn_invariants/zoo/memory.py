@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.zoo.base import ZooBatchNorm
+from bn_invariants.zoo.base import ZooBatchNorm
 
 
 def contiguous_strides(shape) -> tuple:

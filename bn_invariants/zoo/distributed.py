@@ -2,7 +2,7 @@
 
 Each subclasses the reference (invariants.distributed.reference.AllReduceBatchNorm)
 and overrides one collective step.  They run inside a process group, so the suite
-checks them with the distributed family (``pytest --bn-dist-impl=tests.zoo.distributed:Name``),
+checks them with the distributed family (``pytest --bn-dist-impl=bn_invariants.zoo.distributed:Name``),
 never with the single-process one.  Like the single-process zoo, each carries BUG,
 SOURCE and CAUGHT_BY (asserted by tests/test_distributed_zoo.py).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from invariants.distributed.reference import AllReduceBatchNorm
-from invariants.reference import channel_view, reduce_dims
+from bn_invariants.invariants.distributed.reference import AllReduceBatchNorm
+from bn_invariants.invariants.reference import channel_view, reduce_dims
 
 
 class UnweightedRankMeanBatchNorm(AllReduceBatchNorm):

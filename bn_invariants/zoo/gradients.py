@@ -1,7 +1,7 @@
 """Gradient bugs of batch norms written with plain autograd operations."""
 from __future__ import annotations
 
-from tests.zoo.base import ZooBatchNorm
+from bn_invariants.zoo.base import ZooBatchNorm
 
 
 class DetachedVarianceBatchNorm(ZooBatchNorm):

@@ -1,10 +1,11 @@
-"""Every registered invariant, against every subject, on every device."""
+"""The invariant tests the plugin adds: every invariant x subject x device."""
 import pytest
 from hypothesis import given, strategies as st
 
-from invariants import Unsupported
+from bn_invariants.invariants import Unsupported
 
 
+@pytest.mark.bn_invariants
 @given(data=st.data())
 def test_invariant(target, data):
     case = data.draw(target.cases(), label="case")

@@ -1,8 +1,8 @@
 """Bugs of a hand-written backward pass (see manual.py for the correct one)."""
 from __future__ import annotations
 
-from tests.zoo.base import channel_view
-from tests.zoo.manual import ManualBackwardBatchNorm, TrainingBatchNormFunction
+from bn_invariants.zoo.base import channel_view
+from bn_invariants.zoo.manual import ManualBackwardBatchNorm, TrainingBatchNormFunction
 
 
 class _RawInputWeightGradient(TrainingBatchNormFunction):

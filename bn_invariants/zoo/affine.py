@@ -1,7 +1,7 @@
 """Bugs of the affine map γ x̂ + β."""
 from __future__ import annotations
 
-from tests.zoo.base import ZooBatchNorm, channel_view
+from bn_invariants.zoo.base import ZooBatchNorm, channel_view
 
 
 class BetaBeforeNormalisationBatchNorm(ZooBatchNorm):

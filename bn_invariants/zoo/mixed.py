@@ -1,7 +1,7 @@
 """Bugs of mixed precision: half-precision input with float32 parameters."""
 from __future__ import annotations
 
-from tests.zoo.base import ZooBatchNorm, channel_view
+from bn_invariants.zoo.base import ZooBatchNorm, channel_view
 
 
 class DowncastParametersBatchNorm(ZooBatchNorm):

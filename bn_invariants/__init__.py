@@ -1,0 +1,29 @@
+"""bn-invariants: a property-based verification suite for batch normalization.
+
+The pytest plugin: ``pytest --bn-impl=package.module:Name`` (see ``bn_invariants.plugin``).
+
+Importing this package imports neither torch nor the registry; they load on first use.
+"""
+from __future__ import annotations
+
+__version__ = "0.2.0"
+
+__all__ = ["__version__", "registry_hash"]
+
+
+def registry_hash() -> str:
+    """A short hash of the registry (ids, statements, tolerances, where each applies)
+    and the known deviations: two runs with the same hash check the same things."""
+    import hashlib
+
+    from bn_invariants.invariants import REGISTRY
+    from bn_invariants.invariants.deviations import DEVIATIONS
+    digest = hashlib.sha256()
+    for invariant in sorted(REGISTRY.values(), key=lambda i: i.id):
+        digest.update(repr((invariant.id, invariant.statement, invariant.tolerance_formula,
+                            invariant.dtypes, invariant.ranks, invariant.devices)).encode())
+    for dev in DEVIATIONS:
+        digest.update(repr((dev.invariant, dev.device, dev.dtypes, dev.region_text,
+                            [f.__qualname__ for f in dev.factories], repr(dev.counterexample))
+                           ).encode())
+    return digest.hexdigest()[:12]
