@@ -47,7 +47,8 @@ class WorkerPool:
 
     ``run(function, requests)`` runs ``function(requests[r])`` on rank r of a
     process group of ``len(requests)`` ranks and returns the answers in rank order.
-    ``function`` must be importable (the workers are spawned, not forked).
+    ``function`` must be importable (the workers are forked from a fork server, not
+    from the calling process, and receive it by name).
     """
 
     def __init__(self, size: int = MAX_WORLD, backend: str = "gloo",
@@ -68,7 +69,10 @@ class WorkerPool:
         import torch.multiprocessing as mp
 
         from bn_invariants.invariants.distributed.worker import serve
-        context = mp.get_context("spawn")
+        context = mp.get_context("forkserver")
+        # the fork server imports torch and the worker once; each worker (and each
+        # restart after a failure) is then a cheap fork of it, never of pytest itself
+        context.set_forkserver_preload(["torch", "torch.distributed", serve.__module__])
         self.store_dir = tempfile.mkdtemp(prefix="bn-dist-")
         collective_timeout = 2 * self.timeout_s + 10  # the pool's own timeout fires first
         for rank in range(self.size):
@@ -122,6 +126,7 @@ class WorkerPool:
                 try:
                     status, value = conn.recv()
                 except (EOFError, OSError):
+                    self.processes[rank].join(timeout=5.0)
                     code = self.processes[rank].exitcode
                     self.stop()
                     raise WorkerCrash(f"{what}: the worker of rank {rank} died (exit code "
