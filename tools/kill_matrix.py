@@ -66,7 +66,9 @@ def subjects() -> dict:
     for cls in zoo.CONTROLS + zoo.MUTANTS:
         bug = CONTROL_BUG if cls in zoo.CONTROLS else cls.BUG
         table[cls.__name__] = (Subject(zoo.spec(cls), cls), bug, cls.SOURCE)
-    return {**table, **distributed_subjects()}
+    table.update(distributed_subjects())
+    controls = [n for n, (_, bug, _) in table.items() if bug == CONTROL_BUG]
+    return {n: table[n] for n in controls + [n for n in table if n not in controls]}
 
 
 def distributed_subjects() -> dict:
