@@ -15,7 +15,7 @@ from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
                                                  per_channel_sum, rounded_cotangent)
 from bn_invariants.invariants.catalogue.precision import parameter_gradient_tolerances
-from bn_invariants.invariants.distributed.run import dist_context, rank_outputs, run_ranks, stacked, summed
+from bn_invariants.invariants.distributed.run import run_checked, stacked, summed
 from bn_invariants.invariants.distributed.split import dist_cases
 from bn_invariants.invariants.distributed.tasks import forward_only, train_step
 from bn_invariants.invariants.reference import statistics
@@ -38,9 +38,8 @@ def affine(answer, rank: int):
 
 def check_forward(subject, case):
     p = case.problem
-    ctx = dist_context(subject, case)
-    answers = run_ranks(subject, case, forward_only)
-    y = torch.cat(rank_outputs(subject, case, answers, ctx))
+    answers, ctx = run_checked(subject, case, forward_only)
+    y = stacked(answers, "y", ctx)
     stats = statistics(p.values, p.options.eps)
     gamma, beta = affine(answers[0], p.values.dim())
     expected = stats.xhat if gamma is None else stats.xhat * gamma + beta
@@ -75,9 +74,7 @@ DISTRIBUTED_FORWARD = register(Invariant(
 
 def check_input_gradient(subject, case):
     p = case.problem
-    ctx = dist_context(subject, case)
-    answers = run_ranks(subject, case, train_step)
-    rank_outputs(subject, case, answers, ctx)
+    answers, ctx = run_checked(subject, case, train_step)
     dx = stacked(answers, "dx", ctx)
     stats = statistics(p.values, p.options.eps)
     gamma, _ = affine(answers[0], p.values.dim())
@@ -116,9 +113,7 @@ DISTRIBUTED_INPUT_GRADIENT = register(Invariant(
 
 def check_parameter_gradients(subject, case):
     p = case.problem
-    ctx = dist_context(subject, case)
-    answers = run_ranks(subject, case, train_step)
-    rank_outputs(subject, case, answers, ctx)
+    answers, ctx = run_checked(subject, case, train_step)
     stats = statistics(p.values, p.options.eps)
     g = rounded_cotangent(p)
     beta_tol, gamma_tol = parameter_gradient_tolerances(p.dtype, stats, g)

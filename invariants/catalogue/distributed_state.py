@@ -13,7 +13,7 @@ from bn_invariants.invariants.catalogue.drift import Trajectory, check_trajector
 from bn_invariants.invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats,
                                                   eval_map, running_update)
 from bn_invariants.invariants.catalogue.running_stats import GIVEN_MOMENTA
-from bn_invariants.invariants.distributed.run import dist_context, rank_outputs, run_ranks, summed
+from bn_invariants.invariants.distributed.run import dist_context, run_checked, run_ranks, summed
 from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
 from bn_invariants.invariants.registry import Invariant, register
@@ -27,12 +27,10 @@ def stored(values: torch.Tensor, dtype) -> torch.Tensor:
 
 def check_running_stats(subject, case):
     p = case.problem
-    ctx = dist_context(subject, case)
     start_mean, start_var = drawn_running_stats(p, stream=5)
     batches = case.params["batches"]
-    answers = run_ranks(subject, case, train_step,
-                        lambda r: {"running": (start_mean, start_var, batches)})
-    rank_outputs(subject, case, answers, ctx)
+    answers, ctx = run_checked(subject, case, train_step,
+                               lambda r: {"running": (start_mean, start_var, batches)})
     first = answers[0]
     for rank, answer in enumerate(answers):
         for name in ("running_mean", "running_var"):
@@ -81,13 +79,10 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
 
 def check_eval_local(subject, case):
     p = case.problem
-    ctx = dist_context(subject, case)
     starts = [drawn_running_stats(p, stream=5 + r) for r in range(len(case.params["sizes"]))]
-    answers = run_ranks(subject, case, eval_step, lambda r: {"running": (*starts[r], 3)})
-    outputs = rank_outputs(subject, case, answers, ctx)
+    answers, ctx = run_checked(subject, case, eval_step, lambda r: {"running": (*starts[r], 3)})
     rank = p.values.dim()
-    for r, ((start, stop), answer, y) in enumerate(zip(slice_bounds(case.params["sizes"]),
-                                                       answers, outputs)):
+    for r, ((start, stop), answer) in enumerate(zip(slice_bounds(case.params["sizes"]), answers)):
         buffer = getattr(torch, answer["running_dtype"])
         for name, value in zip(("running_mean", "running_var"), starts[r]):
             assert_close(f"{name} on rank {r} after eval", answer[name], stored(value, buffer),
@@ -99,7 +94,7 @@ def check_eval_local(subject, case):
                                                            "weight", "bias")})
         mapping = eval_map(module, rank, p.options.eps)
         x = p.values[start:stop]
-        assert_close(f"y on rank {r} (eval, its own running statistics)", y, mapping(x),
+        assert_close(f"y on rank {r} (eval, its own running statistics)", answer["y"], mapping(x),
                      mapping.tolerance(p.dtype, x), ctx)
 
 

@@ -43,6 +43,15 @@ def rank_outputs(subject, case, answers, ctx: str) -> list:
     return outputs
 
 
+def run_checked(subject, case, task, per_rank=None) -> tuple[list, str]:
+    """(answers, context) of ``task`` on every rank, each rank's output checked to be a
+    tensor of its slice's shape and dtype."""
+    ctx = dist_context(subject, case)
+    answers = run_ranks(subject, case, task, per_rank)
+    rank_outputs(subject, case, answers, ctx)
+    return answers, ctx
+
+
 def dist_context(subject, case) -> str:
     """The one-line context of a distributed violation: subject, W, slices, problem."""
     sizes = case.params["sizes"]
