@@ -12,29 +12,16 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
-                                                 per_channel_sum, rounded_cotangent)
-from bn_invariants.invariants.catalogue.precision import parameter_gradient_tolerances
-from bn_invariants.invariants.distributed.run import run_checked, stacked, summed
+from bn_invariants.invariants.bounds import (elementwise_tolerance, gradient_sum_tolerance,
+                                             output_tolerance, parameter_gradient_tolerances)
+from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, run_checked,
+                                                      stacked, summed)
 from bn_invariants.invariants.distributed.split import dist_cases
 from bn_invariants.invariants.distributed.tasks import forward_only, train_step
-from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.reference import closed_form, per_channel_sum, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import as_channel, gradient_sum_tolerance, output_tolerance
+from bn_invariants.invariants.step import rounded_cotangent
 from bn_invariants.strategies import bn_options
-
-FAMILY = "distributed"
-K_OF_N = ("the reduction spans processes: each rank sums its n_r values and the all-reduce "
-          "sums W partial results, one summation tree of depth at most max n_r + W − 2 ≤ n − 1, "
-          "so k(n) = n with the global n still bounds it")
-
-
-def affine(answer, rank: int):
-    """(gamma, beta) a rank stored, as float64 channel views, or (None, None)."""
-    if answer.get("weight") is None or answer.get("bias") is None:
-        return None, None
-    return as_channel(answer["weight"], rank), as_channel(answer["bias"], rank)
-
 
 def check_forward(subject, case):
     p = case.problem

@@ -8,16 +8,15 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import assert_close, assert_true
-from bn_invariants.invariants.catalogue.distributed import FAMILY, K_OF_N, affine
-from bn_invariants.invariants.catalogue.drift import Trajectory, check_trajectory
-from bn_invariants.invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats,
-                                                  eval_map, running_update)
-from bn_invariants.invariants.catalogue.running_stats import GIVEN_MOMENTA
-from bn_invariants.invariants.distributed.run import dist_context, run_checked, run_ranks, summed
+from bn_invariants.invariants.bounds import batch_statistics, running_update
+from bn_invariants.invariants.cases import TRACKED
+from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, dist_context,
+                                                      run_checked, run_ranks, summed)
 from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.strategies import bn_options
+from bn_invariants.invariants.step import drawn_running_stats, eval_map
+from bn_invariants.invariants.trajectory import Trajectory, check_trajectory
 
 
 def stored(values: torch.Tensor, dtype) -> torch.Tensor:
@@ -71,7 +70,7 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
                        r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\ k(n) = n"),
     cases=lambda space: dist_cases(
         space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
-        options=bn_options(momentum=GIVEN_MOMENTA + (None,), track_running_stats=True)),
+        options=TRACKED),
     check=check_running_stats,
     kind="distributed",
 ))
@@ -115,7 +114,7 @@ DISTRIBUTED_EVAL_LOCAL = register(Invariant(
                "buffers and num_batches_tracked exactly unchanged"),
     tolerance_formula=(r"|y_i - (a_c x_i + c_c)| \le 4u_{acc}|a|(|x|+|\hat\mu|) + "
                        r"6u_{out}(|a|(|x|+|\hat\mu|)+|\beta|) + \text{tiny}(1+|a|)"),
-    cases=lambda space: dist_cases(space, options=bn_options(track_running_stats=True)),
+    cases=lambda space: dist_cases(space, options=TRACKED),
     check=check_eval_local,
     kind="distributed",
 ))

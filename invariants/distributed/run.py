@@ -4,10 +4,17 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.reference import as_channel
 from bn_invariants.invariants.distributed.pool import shared_pool
 from bn_invariants.invariants.distributed.split import slice_bounds
 from bn_invariants.invariants.distributed.tasks import RankRequest
 
+FAMILY = "distributed"
+"""The catalogue family of every distributed invariant."""
+K_OF_N = ("the reduction spans processes: each rank sums its n_r values and the all-reduce "
+          "sums W partial results, one summation tree of depth at most max n_r + W − 2 ≤ n − 1, "
+          "so k(n) = n with the global n still bounds it")
+"""How the cross-process reduction changes k(n), for the tolerance texts."""
 TIMEOUT = {"seconds": None}
 """The pool timeout set from the command line (None: the pool's default)."""
 
@@ -74,3 +81,10 @@ def stacked(answers, key: str, ctx: str):
 def summed(answers, key: str, ctx: str):
     """The ranks' ``key`` tensors added up (what an all-reduce of them gives)."""
     return torch.stack(_present(answers, key, ctx)).sum(0)
+
+
+def affine(answer, rank: int):
+    """(gamma, beta) a rank stored, as float64 channel views, or (None, None)."""
+    if answer.get("weight") is None or answer.get("bias") is None:
+        return None, None
+    return as_channel(answer["weight"], rank), as_channel(answer["bias"], rank)

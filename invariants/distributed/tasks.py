@@ -12,9 +12,8 @@ from functools import lru_cache
 import torch
 import torch.distributed as dist
 
-from bn_invariants.invariants.catalogue.running_buffers import as64, set_running_stats
-from bn_invariants.invariants.harness import build
-from bn_invariants.invariants.reference import channel_view
+from bn_invariants.invariants.reference import as64, channel_view
+from bn_invariants.invariants.step import build, set_running_stats
 from bn_invariants.invariants.subjects import load_subject
 from bn_invariants.strategies import apply_layout
 
