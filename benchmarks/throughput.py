@@ -122,8 +122,8 @@ def main(argv=None):
               f"{'check':>6s} {'generate':>8s}")
         forward = []
         for inv in invariants.REGISTRY.values():
-            if args.only and inv.id not in args.only:
-                continue
+            if (args.only and inv.id not in args.only) or inv.kind != "single":
+                continue  # the distributed family: benchmarks/distributed.py
             target = target_for(inv, subject, space, replicas=replicas)
             if not target.space:
                 continue
