@@ -23,37 +23,36 @@ class Trajectory:
 
 
 DRIFT = Bound(
-    words=("step by step, each |b_t − b_{t−1}| within η times the zero-bias-gradient tolerance "
-           "at the statistics of the starting input x + b_0 (never of the subject's own x + b_t, "
-           "which a drifting bias would loosen), plus one rounding of the update; the loss may "
+    words=("step by step, failing at the first step that moves: each |b_t − b_{t−1}| within η "
+           "times the zero-bias-gradient tolerance of the input that step saw (x + b_0 for the "
+           "first), plus one rounding of the update, never summed over steps; the loss may "
            "change by twice the g-weighted output tolerance plus the rounding of x + b_0 and "
            "x + b_T to the dtype"),
-    formula=tex(r"|b_t - b_{t-1}|_c \le \eta\,\tau^{grad}_c(x+b_0) + @{SAFETY}u|b_{t,c}|\ "
+    formula=tex(r"|b_t - b_{t-1}|_c \le \eta\,\tau^{grad}_c(x+b_{t-1}) + @{SAFETY}u|b_{t,c}|\ "
                 r"(t = 1..T),\quad |\ell_T-\ell_0| \le \sum_i |g_i|\,\big(2\tau^{out}_i + "
                 r"\tau^{round}_i(x+b_0) + \tau^{round}_i(x+b_T)\big)"),
 )
 
 
-def step_tolerance(problem, path: Trajectory, gamma, g) -> torch.Tensor:
-    """Bound on |b_t - b_{t-1}| for every step, (C,): lr times the zero-bias-gradient bound
-    at the statistics of the starting input x + b_0.  Each step is held to the start's
-    bound, not to the statistics of the subject's own x + b_t: a bias that drifts would
-    otherwise loosen its own bound as it goes."""
-    start = add_per_channel(problem.values, path.bias[0]).to(problem.torch_dtype).double()
-    return gradient_sum_tolerance(problem.dtype, statistics(start, problem.options.eps), g, gamma)
+def step_tolerance(problem, bias: torch.Tensor, gamma, g) -> torch.Tensor:
+    """Bound on lr-free |dl/db| at one step, (C,): the zero-bias-gradient bound at the
+    statistics of the input that step saw, fl(x + b) for the bias ``bias`` it started from."""
+    seen = add_per_channel(problem.values, bias).to(problem.torch_dtype).double()
+    return gradient_sum_tolerance(problem.dtype, statistics(seen, problem.options.eps), g, gamma)
 
 
 def check_trajectory(p, path: Trajectory, gamma, beta, steps: int, lr: float, ctx: str) -> None:
     """The drift checks of a recorded trajectory on the problem's whole batch, step by
-    step: each |b_t - b_{t-1}| within lr times the start's gradient bound plus one rounding
-    of the update (failing at the first step that moves), an overflow to ±inf only where
-    that bound passes the dtype; then l(b_T) - l(b_0) within the output tolerance and the
-    rounding of x + b_T."""
+    step, failing at the first step that moves: each |b_t - b_{t-1}| within lr times the
+    gradient bound of the input that step saw (the first step's is x + b_0 itself) plus one
+    rounding of the update, an overflow to ±inf only where that bound passes the dtype;
+    then l(b_T) - l(b_0) within the output tolerance and the rounding of x + b_T.  Bounds
+    are never summed over steps, so a bias that drifts cannot buy a looser bound by moving."""
     g = p.cotangent().to(p.torch_dtype).double()
     u, info = unit_roundoff(p.dtype), finfo(p.dtype)
-    bound = lr * step_tolerance(p, path, gamma, g)
     for t in range(1, steps + 1):
         before, after = path.bias[t - 1], path.bias[t]
+        bound = lr * step_tolerance(p, before, gamma, g)
         if not bool(torch.isfinite(after).all()):
             overflowed = not bool(after.isnan().any())
             if overflowed and float(bound.max()) > info.max:
