@@ -72,3 +72,33 @@ def test_the_gradient_sum_bound_does_not_hide_a_detached_mean_behind_the_offset(
     problem = Problem((1000, 2), "float32", regime="offset", severity=1.0, seed=0)
     assert caught(DETACHED_MEAN, "input-gradient-sums-to-zero", problem)
     assert not caught(TORCH_1D, "input-gradient-sums-to-zero", problem)
+
+
+class AllNaNBatchNorm(zoo.ZooBatchNorm):
+    """Every output NaN: it passed four metamorphic invariants when NaN agreed with NaN."""
+
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+@pytest.mark.parametrize("invariant_id, params", [
+    ("shift-invariance", {"shift": 0.5, "exact": False}), ("scale-invariance-positive", {"mantissa": 3, "exponent": 1}),
+    ("layout-independence", {}), ("deterministic-forward", {})])
+def test_an_all_nan_batch_norm_breaks_the_metamorphic_invariants(invariant_id, params):
+    layout = "strided" if invariant_id == "layout-independence" else "contiguous"
+    problem = Problem((8, 3), "float32", layout=layout, seed=0)
+    assert caught(Subject("AllNaN", AllNaNBatchNorm), invariant_id, problem, params)
+
+
+def test_a_constructed_side_outside_the_dtype_is_rejected_not_blamed():
+    """Dev-profile false alarm: scale-invariance-positive on torch's functional batch norm,
+    float16 (2, 1, 1, 1), constant channels, eps = 1e-7: BN(x; eps/a²) was NaN (1/√(eps/a²)
+    passes float16's range) and was reported as torch's violation."""
+    from hypothesis.errors import UnsatisfiedAssumption
+    functional = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
+    from bn_invariants.strategies import BNOptions
+    problem = Problem((2, 1, 1, 1), "float16", regime="constant_channels", seed=0,
+                      options=BNOptions(eps=1e-7))
+    with pytest.raises(UnsatisfiedAssumption):
+        check_case(REGISTRY["scale-invariance-positive"], functional,
+                   Case(problem, {"mantissa": 32, "exponent": 4}))
