@@ -43,7 +43,8 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     never count as agreeing, unless ``nan_ok`` says why they should (the invariant's own
     reason), or, given ``overflow`` (the largest finite value of the dtype ``got`` was
     computed in), an infinity where |expected| + tolerance passes it: the bound then admits
-    a result the dtype cannot hold, and ±inf is that result rounded.
+    a result the dtype cannot hold, and ±inf is that result rounded (an infinite tolerance
+    admits ±inf likewise; never NaN).
     """
     __tracebackhide__ = True
     got64 = got.detach().to("cpu", torch.float64)
@@ -62,6 +63,7 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         agree |= (got64 == exp64) | (got64.isnan() & exp64.isnan())
     if overflow is not None:
         agree |= got64.isinf() & (exp64.abs() + tol > overflow)
+    agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
     error = (got64 - exp64).abs()
     ok = agree | (torch.isfinite(got64) & (error <= tol))
     if bool(ok.all()):
