@@ -27,8 +27,7 @@ def step_tolerances(problem, path, gamma, g):
     for b in path.bias[:-1]:
         seen = add_per_channel(problem.values, b).to(problem.torch_dtype).double()
         stats = statistics(seen, problem.options.eps)
-        bounds.append(gradient_sum_tolerance(problem.dtype, stats.n, stats.mean, stats.std,
-                                             stats.xhat, g, gamma))
+        bounds.append(gradient_sum_tolerance(problem.dtype, stats, g, gamma))
     return torch.stack(bounds)
 
 
@@ -50,7 +49,7 @@ def check_trajectory(p, path: Trajectory, gamma, beta, steps: int, lr: float, ct
     moved = lr * step_tolerances(p, path, gamma, g).sum(0) + update_rounding
     assert_close(f"b_{steps} - b_0", path.bias[-1] - path.bias[0], torch.zeros_like(moved), moved, ctx)
     stats = statistics(p.values, p.options.eps)
-    out_tol = output_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
+    out_tol = output_tolerance(p.dtype, stats, gamma, beta)
     drift_rounding = SAFETY * unit_roundoff(p.dtype) * moved.abs().max() / stats.std.min()
     loss_tol = 2 * (g.abs() * (out_tol + drift_rounding)).sum()
     assert_close(f"l(b_{steps}) - l(b_0)", path.loss[-1] - path.loss[0],

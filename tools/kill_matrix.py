@@ -50,11 +50,12 @@ CONTROL_BUG = "none: a control, which must pass every invariant"
 def search_settings(max_examples: int = MAX_EXAMPLES):
     """The ``ci`` profile's search (derandomized, no database, no deadline), without
     the shrink phase: whether a cell is caught does not depend on shrinking."""
-    from hypothesis import HealthCheck, Phase, settings
-    return settings(derandomize=True, database=None, deadline=None, max_examples=max_examples,
-                    print_blob=False, report_multiple_bugs=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
-                    suppress_health_check=list(HealthCheck))
+    from hypothesis import HealthCheck, Phase
+
+    from bn_invariants.strategies.profiles import profile
+    return profile("ci", max_examples=max_examples, print_blob=False, report_multiple_bugs=False,
+                   phases=(Phase.explicit, Phase.reuse, Phase.generate),
+                   suppress_health_check=list(HealthCheck))
 
 
 def subjects() -> dict:

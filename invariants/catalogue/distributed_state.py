@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.cases import TRACKED
@@ -26,7 +27,7 @@ def stored(values: torch.Tensor, dtype) -> torch.Tensor:
 
 def check_running_stats(subject, case):
     p = case.problem
-    start_mean, start_var = drawn_running_stats(p, stream=5)
+    start_mean, start_var = drawn_running_stats(p, stream=streams.RUNNING_START)
     batches = case.params["batches"]
     answers, ctx = run_checked(subject, case, train_step,
                                lambda r: {"running": (start_mean, start_var, batches)})

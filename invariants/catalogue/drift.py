@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view
@@ -59,9 +60,9 @@ NO_BIAS_DRIFT = register(Invariant(
     tolerance=("b may move by η times the sum over steps of the zero-bias-gradient tolerance "
                "of the input x + b_t each step saw, plus the rounding of each update; the loss "
                "may change by twice the g-weighted output tolerance plus the rounding of x + b_t"),
-    tolerance_formula=(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + 4u\sum_{t\ge1}|b_{t,c}|,"
-                       r"\quad |\ell_T-\ell_0| \le 2\sum_i |g_i|\,(\tau^{out}_i + "
-                       r"4u\max_c|b_T-b_0|_c/\min_c s_c)"),
+    tolerance_formula=tex(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + @{SAFETY}u\sum_{t\ge1}|b_{t,c}|,"
+                          r"\quad |\ell_T-\ell_0| \le 2\sum_i |g_i|\,(\tau^{out}_i + "
+                          r"@{SAFETY}u\max_c|b_T-b_0|_c/\min_c s_c)"),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 6), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
     check=check,
