@@ -7,7 +7,7 @@ also an ini key of the same name with underscores.  torch is imported only then.
 """
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,8 +76,38 @@ def pytest_configure(config):
         return
     from bn_invariants import session  # torch and the registry load here, not before
     session.configure(config)
-    if str(INVARIANT_TESTS) not in config.args:
+    if _adds_invariant_tests(config) and str(INVARIANT_TESTS) not in config.args:
         config.args.append(str(INVARIANT_TESTS))
+
+
+def _adds_invariant_tests(config) -> bool:
+    """Whether to add the invariant tests to this run: when it names no paths (pytest's
+    testpaths or the current directory), or when --bn-impl/--bn-builtin is on the command
+    line itself.  ``pytest tests/test_x.py`` with the options in an ini file runs that file."""
+    no_paths = config.args_source != pytest.Config.ArgsSource.ARGS
+    asked = (config.getoption("--bn-impl", default=None)
+             or config.getoption("--bn-builtin", default=None))
+    return no_paths or bool(asked)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """Collecting the invariant tests must not change sys.path.  pytest's default import
+    mode would put the folder above ``bn_invariants`` first; in a source checkout that
+    folder holds ``strategies/`` and ``invariants/``, which would shadow the project's own
+    modules of those names.  Only the folders on the way to the invariant tests that are
+    not the project's own are guarded."""
+    path = getattr(collector, "path", None)
+    rootpath = collector.config.rootpath
+    ours = (path is not None and INVARIANT_TESTS.is_relative_to(path)
+            and not rootpath.is_relative_to(path))
+    if not ours:
+        return (yield)
+    before = list(sys.path)
+    try:
+        return (yield)
+    finally:
+        sys.path[:] = before
 
 
 def pytest_report_header(config):
