@@ -33,6 +33,13 @@ proj="$work/project"
 mkdir -p "$proj/mypkg" "$proj/tests"
 cat > "$proj/mypkg/__init__.py" <<'EOF'
 EOF
+cat > "$proj/pyproject.toml" <<'EOF'
+[project]
+name = "mypkg"
+version = "0.0.1"
+[tool.setuptools]
+packages = ["mypkg"]
+EOF
 cat > "$proj/mypkg/norm.py" <<'EOF'
 """The project's batch norms: a correct one, and one with the paper's naive rule."""
 from bn_invariants.zoo import DetachedMeanBatchNorm as DetachedBN  # noqa: F401
@@ -67,6 +74,7 @@ def test_fixture(answer):
     assert answer == 42
 EOF
 cd "$proj"
+"$py" -m pip install --quiet -e . 2>&1 | grep -v WARNING || true   # the workflow's `pip install -e .`
 
 step "4. plain pytest runs only the project's own tests"
 out=$("$py" -m pytest -q -p no:cacheprovider 2>&1) || { echo "$out"; fail "plain pytest failed"; }
@@ -81,8 +89,12 @@ grep -q "tests/test_own.py::test_small" "$work/collect.log" || fail "--bn-impl s
 grep -q "::test_invariant\[zero-bias-gradient-mypkg.norm:FusedBN-cpu\]" "$work/collect.log" \
   || fail "--bn-impl should add the invariant tests"
 echo "collected: $(grep -c '::test_invariant\[' "$work/collect.log") invariant tests and the project's own"
-"$py" -m pytest -q -p no:cacheprovider --hypothesis-profile=ci --bn-impl=mypkg.norm:FusedBN \
-  -m bn_invariants > "$work/plugin_ok.log" 2>&1 || { tail -n 40 "$work/plugin_ok.log"; fail "plugin on FusedBN should exit 0"; }
+# the documented workflow's own check line (docs/examples/bn-invariants.yml), as CI=true runs it
+workflow_check=$(sed -n 's/^ *- run: pytest /pytest /p' "$repo/docs/examples/bn-invariants.yml")
+[ -n "$workflow_check" ] || fail "no '- run: pytest' line in docs/examples/bn-invariants.yml"
+echo "workflow: $workflow_check"
+CI=true "$py" -m $workflow_check -p no:cacheprovider > "$work/plugin_ok.log" 2>&1 \
+  || { tail -n 40 "$work/plugin_ok.log"; fail "the workflow's check on FusedBN should exit 0"; }
 tail -n 2 "$work/plugin_ok.log"
 set +e
 "$py" -m pytest -q -p no:cacheprovider --hypothesis-profile=ci --bn-impl=mypkg.norm:DetachedBN \
