@@ -65,3 +65,12 @@ def test_cli_exit_codes_table_and_json(tmp_path, capsys):
     assert bad == 1 and "reproduce: Case(" in out.out and out.err == ""
     assert main(["check", "no.such:Thing"]) == 2
     assert "does not import" in capsys.readouterr().err
+
+
+def test_the_registry_hash_is_the_same_in_every_process():
+    import subprocess
+    import sys
+    probe = "import bn_invariants; print(bn_invariants.registry_hash())"
+    runs = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           timeout=120).stdout.strip() for _ in range(2)}
+    assert len(runs) == 1 and len(runs.pop()) == 12, f"hashes={runs}, but should be one 12-digit hash"
