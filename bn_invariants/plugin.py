@@ -17,6 +17,7 @@ REFERENCE = pytest.StashKey[object]()
 COVERAGE = pytest.StashKey[dict]()
 REPLICAS = pytest.StashKey[int]()
 INVARIANT_TESTS = Path(__file__).with_name("invariant_tests.py")
+DISTRIBUTED_TESTS = Path(__file__).with_name("distributed_tests.py")
 
 DEVICE_KINDS = ("cpu", "cuda")
 _OPTIONS = (
@@ -31,6 +32,13 @@ _OPTIONS = (
                                 "copies with derived seeds (default 1)"),
     ("--bn-device", "linelist", "restrict to this device, cpu or cuda (repeatable; default: "
                                 "every available one)"),
+    ("--bn-dist-impl", "string", "check this synchronised batch norm (BatchNorm2d's constructor, "
+                                 "run inside an initialised process group), package.module:Name, "
+                                 "with the distributed family (activates it)"),
+    ("--bn-dist-device", "string", "where the distributed family runs: cpu (gloo, default) or "
+                                   "cuda (NCCL, one GPU per rank)"),
+    ("--bn-dist-timeout", "string", "seconds one distributed example may take before its "
+                                    "worker processes are stopped and the test fails (default 60)"),
     ("--bn-report", "string", "write a JSON report of every invariant test (outcome, dtypes "
                               "covered, skip reasons) and the probed coverage to PATH"),
 )
@@ -65,29 +73,41 @@ def setting(config, option: str):
 
 
 def is_active(config) -> bool:
-    """Whether this run checks invariants (``--bn-impl`` or ``--bn-builtin``)."""
-    return bool(setting(config, "--bn-impl") or setting(config, "--bn-builtin"))
+    """Whether this run checks the single-process invariants (``--bn-impl``, or
+    ``--bn-builtin`` without ``--bn-dist-impl``)."""
+    return bool(setting(config, "--bn-impl")
+                or (setting(config, "--bn-builtin") and not setting(config, "--bn-dist-impl")))
+
+
+def is_distributed_active(config) -> bool:
+    """Whether this run checks the distributed family (``--bn-dist-impl``, or
+    ``--bn-builtin`` without ``--bn-impl``)."""
+    return bool(setting(config, "--bn-dist-impl")
+                or (setting(config, "--bn-builtin") and not setting(config, "--bn-impl")))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "bn_invariants: an invariant test added by the "
                                        "bn_invariants plugin (select with -m bn_invariants)")
-    if not is_active(config):
-        return
-    from bn_invariants import session  # torch and the registry load here, not before
-    session.configure(config)
-    if _adds_invariant_tests(config) and str(INVARIANT_TESTS) not in config.args:
-        config.args.append(str(INVARIANT_TESTS))
+    if is_active(config):
+        from bn_invariants import session  # torch and the registry load here, not before
+        session.configure(config)
+        _add_tests(config, INVARIANT_TESTS, "--bn-impl")
+    if is_distributed_active(config):
+        from bn_invariants import distributed
+        distributed.configure(config)
+        _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
 
 
-def _adds_invariant_tests(config) -> bool:
-    """Whether to add the invariant tests to this run: when it names no paths (pytest's
-    testpaths or the current directory), or when --bn-impl/--bn-builtin is on the command
-    line itself.  ``pytest tests/test_x.py`` with the options in an ini file runs that file."""
+def _add_tests(config, module: Path, impl_option: str) -> None:
+    """Add ``module``'s tests to this run when it names no paths (pytest's testpaths or the
+    current directory), or when ``impl_option``/--bn-builtin is on the command line itself:
+    ``pytest tests/test_x.py`` with the options in an ini file runs only that file."""
     no_paths = config.args_source != pytest.Config.ArgsSource.ARGS
-    asked = (config.getoption("--bn-impl", default=None)
+    asked = (config.getoption(impl_option, default=None)
              or config.getoption("--bn-builtin", default=None))
-    return no_paths or bool(asked)
+    if (no_paths or asked) and str(module) not in config.args:
+        config.args.append(str(module))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -99,8 +119,8 @@ def pytest_make_collect_report(collector):
     not the project's own are guarded."""
     path = getattr(collector, "path", None)
     rootpath = collector.config.rootpath
-    ours = (path is not None and INVARIANT_TESTS.is_relative_to(path)
-            and not rootpath.is_relative_to(path))
+    ours = (path is not None and not rootpath.is_relative_to(path)
+            and any(tests.is_relative_to(path) for tests in (INVARIANT_TESTS, DISTRIBUTED_TESTS)))
     if not ours:
         return (yield)
     before = list(sys.path)
@@ -111,10 +131,14 @@ def pytest_make_collect_report(collector):
 
 
 def pytest_report_header(config):
+    lines = []
     if is_active(config):
         from bn_invariants import session
-        return session.report_header(config)
-    return None
+        lines += session.report_header(config)
+    if is_distributed_active(config):
+        from bn_invariants import distributed
+        lines.append(distributed.report_header(config))
+    return lines or None
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -127,3 +151,6 @@ def pytest_generate_tests(metafunc):
     if "target" in metafunc.fixturenames and is_active(metafunc.config):
         from bn_invariants import session
         session.parametrize(metafunc)
+    if "dist_target" in metafunc.fixturenames and is_distributed_active(metafunc.config):
+        from bn_invariants import distributed
+        distributed.parametrize(metafunc)

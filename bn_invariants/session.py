@@ -117,6 +117,8 @@ def parametrize(metafunc) -> None:
     config = metafunc.config
     params = []
     for invariant in REGISTRY.values():
+        if invariant.kind != "single":
+            continue  # the distributed family: bn_invariants/distributed.py
         for subject in config.stash[SUBJECTS]:
             for device in _devices(config):
                 ident = f"{invariant.id}-{subject.name}-{device}"
