@@ -2,8 +2,9 @@
 
 Each subclasses the reference (invariants.distributed.reference.AllReduceBatchNorm)
 and overrides one collective step.  They run inside a process group, so the suite
-checks them with the distributed family (``pytest --bn-dist-impl=bn_invariants.zoo.distributed:Name``),
-never with the single-process one.  Like the single-process zoo, each carries BUG,
+checks them with the distributed family
+(``pytest --bn-dist-impl=bn_invariants.zoo.distributed:Name``), never with the
+single-process one.  Like the single-process zoo, each carries BUG,
 SOURCE and CAUGHT_BY (asserted by tests/test_distributed_zoo.py).
 """
 from __future__ import annotations

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from bn_invariants.invariants.reference import ModelBatchNorm, _update_running, channel_view, reduce_dims
+from bn_invariants.invariants.reference import (ModelBatchNorm, _update_running, channel_view,
+                                                reduce_dims)
 from bn_invariants.strategies import accumulation_dtype, torch_dtype
 
 
