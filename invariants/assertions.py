@@ -4,6 +4,8 @@ Every message reads ``what=got, but should be expected [context]``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 
@@ -17,6 +19,26 @@ class Unsupported(Exception):
 
 CLEAR_ERRORS = (ValueError, RuntimeError)
 """What a batch norm may raise for an input it cannot normalise."""
+
+
+_RATIO_RECORDS: list = []
+
+
+@contextmanager
+def recording_ratios():
+    """Within the block, every ``assert_close`` notes its worst error-to-tolerance ratio;
+    yields a list whose one element is the largest ratio seen so far (0.0 at first)."""
+    record = [0.0]
+    _RATIO_RECORDS.append(record)
+    try:
+        yield record
+    finally:
+        _RATIO_RECORDS.remove(record)
+
+
+def _note_ratio(ratio: float) -> None:
+    for record in _RATIO_RECORDS:
+        record[0] = max(record[0], ratio)
 
 
 def _index(flat_index: int, shape) -> tuple:
@@ -46,6 +68,9 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         same_special |= got64.isinf() & (exp64.abs() + tol > overflow)
     error = (got64 - exp64).abs()
     ok = same_special | (error <= tol)
+    if _RATIO_RECORDS:
+        ratios = torch.where(same_special, torch.zeros_like(error), error / tol)
+        _note_ratio(float(ratios.nan_to_num(float("inf")).max()) if ratios.numel() else 0.0)
     if bool(ok.all()):
         return
     badness = torch.where(ok, torch.zeros_like(error), (error / tol).nan_to_num(float("inf")))
