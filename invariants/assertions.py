@@ -5,6 +5,7 @@ Every message reads ``what=got, but should be expected [context]``.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from hypothesis import currently_in_test_context, note, reject
@@ -26,6 +27,26 @@ class Unsupported(Exception):
 
 CLEAR_ERRORS = (ValueError, RuntimeError)
 """What a batch norm may raise for an input it cannot normalise."""
+
+
+_RATIO_RECORDS: list = []
+
+
+@contextmanager
+def recording_ratios():
+    """Within the block, every ``assert_close`` notes its worst error-to-tolerance ratio;
+    yields a list whose one element is the largest ratio seen so far (0.0 at first)."""
+    record = [0.0]
+    _RATIO_RECORDS.append(record)
+    try:
+        yield record
+    finally:
+        _RATIO_RECORDS.remove(record)
+
+
+def _note_ratio(ratio: float) -> None:
+    for record in _RATIO_RECORDS:
+        record[0] = max(record[0], ratio)
 
 
 def _index(flat_index: int, shape) -> tuple:
@@ -66,6 +87,9 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
     error = (got64 - exp64).abs()
     ok = agree | (torch.isfinite(got64) & (error <= tol))
+    if _RATIO_RECORDS:
+        ratios = torch.where(agree | (error == 0), torch.zeros_like(error), error / tol)
+        _note_ratio(float(ratios.nan_to_num(float("inf")).max()) if ratios.numel() else 0.0)
     if bool(ok.all()):
         return
     badness = torch.where(ok, torch.zeros_like(error), (error / tol).nan_to_num(float("inf")))
