@@ -52,8 +52,12 @@ class Bound:
 
 def summation_factor(n: int) -> float:
     """k(n) = n: the worst-case relative error of summing n terms in any order is
-    below (n - 1) u sum|x_i| (Higham 2002, section 4.2).  Pairwise or Welford
-    implementations do better; none does worse."""
+    below γ_{n-1} sum|x_i|, γ_k = k u / (1 - k u) (Higham 2002, section 4.2, eq. 4.4), and
+    γ_{n-1} <= 2 (n - 1) u while n u <= 1/2, which SAFETY covers.  Pairwise summation does
+    better for a sum (γ_{⌈log2 n⌉}); for the variance, Welford's updates and Chan, Golub &
+    LeVeque's pairwise merges have worst-case bounds of the same order, n u times the
+    condition number, as the two-pass formula (Chan, Golub & LeVeque 1983): k(n) = n bounds
+    every summation order, and is what a worst case needs."""
     return float(max(n, 1))
 
 

@@ -90,8 +90,8 @@ EXTREME_MAGNITUDES = register(Invariant(
     why=("x̂ does not depend on the input's scale, so a batch norm can be exact at any scale "
          "the dtype holds: dividing by a power of two first, or a Welford-type update, keeps "
          "every intermediate in range. Summing squares naively overflows once n·x² passes "
-         "the accumulation dtype's maximum (float32 and bfloat16 from |x| ≈ 2^63/√n, float64 "
-         "from 2^511/√n) and then silently returns β (x̂ = 0), ±inf or NaN. Wrong values "
+         "the accumulation dtype's maximum (float32 and bfloat16 from |x| ≈ 2^64/√n, float64 "
+         "from 2^512/√n) and then silently returns β (x̂ = 0), ±inf or NaN. Wrong values "
          "with no error are the failure; a ValueError or RuntimeError is accepted."),
     source="Higham (2002), section 27.5 (scaling to avoid overflow); Chan, Golub & LeVeque (1983)",
     applies=("training mode; each channel's largest |x| at 2^e, e anywhere from p bits above "

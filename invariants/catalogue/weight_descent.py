@@ -67,7 +67,7 @@ def check_norm(subject, case):
 
 WEIGHT_NORM_NONDECREASING = register(Invariant(
     id="weight-norm-nondecreasing",
-    title="Gradient descent never shrinks a scale-invariant weight",
+    title="Gradient descent never shrinks a scale-invariant weight (as ε → 0)",
     family="scale-invariant weights",
     statement=(r"W_{t+1} = W_t - \eta\nabla_t \;\Rightarrow\; \|W_{t+1,c}\|^2 = \|W_{t,c}\|^2 + "
                r"\eta^2\|\nabla_{t,c}\|^2 - 2\eta\,\gamma_c\frac{\varepsilon}{\sigma_c^2+"
@@ -152,8 +152,9 @@ VARIANCE_HELD_OUT_DRIFT = register(Invariant(
                r"\;\Rightarrow\; a_T \approx a_0"),
     why=("BN(a u) does not depend on a per-channel scale a when ε = 0, so gradient descent "
          "leaves a where it is and the loss where it is. The paper's “worse if it also "
-         "scales” case: a backward pass that holds Var[x] (and E[x]) out gets "
-         "∂l/∂a = (γ/a)Σ g x̂ ≠ 0 instead, and a drifts while the loss stays fixed."),
+         "scales” case: a backward pass that holds Var[x] out gets ∂l/∂a = (γ/a)Σ g x̂ ≠ 0 "
+         "instead, and one that holds E[x] out as well gets (γ/a)(Σ g x̂ + (μ/s)Σ g): a drifts "
+         "while the loss stays fixed."),
     source="Ioffe & Szegedy (2015), sections 2 and 3.3",
     applies=("training mode; every rank, dtype, layout and option; 1 to 4 steps; cases "
              "where a product dl/dxᵢ·uᵢ of the backward would pass the dtype's range / SAFETY "
