@@ -13,3 +13,17 @@ def test_invariant(target, data):
         target.check(case)
     except Unsupported as exc:
         pytest.skip(f"{target.subject} declines: {exc}")
+
+
+@pytest.mark.bn_invariants
+def test_invariant_long_reduction(target):
+    """Every run reaches a long reduction (4096 values per channel) in bfloat16 (or the
+    target's first dtype where it takes no bfloat16): the split and chunked reductions
+    real kernels switch to, and their half-precision paths, whatever the profile draws."""
+    case = target.long_case()
+    if case is None:
+        pytest.skip(f"{target.invariant.id}'s cases are never long reductions")
+    try:
+        target.check(case)
+    except Unsupported as exc:
+        pytest.skip(f"{target.subject} declines: {exc}")

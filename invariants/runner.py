@@ -4,11 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from hypothesis import given, note, settings as hsettings
+from hypothesis import HealthCheck, Phase, find, given, note, settings as hsettings
+from hypothesis.errors import NoSuchExample
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.registry import Invariant, Space
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
+from bn_invariants.strategies.profiles import profile
+from bn_invariants.strategies.shapes import length_shape
+
+
+LONG_LENGTH = 4096
+"""Values per channel of the long case every run checks (kernels switch to split or chunked
+reductions around here)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,13 @@ class Target:
             return cases
         return cases.filter(lambda case: not any(d.contains(case.problem) for d in self.excluded))
 
+    def long_case(self, n: int = LONG_LENGTH):
+        """The simplest case this target draws in bfloat16 (or, where it takes no bfloat16,
+        its first dtype) stretched to ``n`` values per channel, or None where its cases are
+        never long (single values, empty batches, finite differences).  Every run checks
+        it, so the long-reduction and bfloat16 paths of a kernel are reached every time."""
+        return _long_case(self, n)
+
     def check(self, case) -> None:
         """Raise InvariantViolation when the subject breaks the invariant on ``case``
         (or on one of its replicas).  The failing case is noted for Hypothesis's report
@@ -51,6 +66,23 @@ class Target:
                 note(f"reproduce: {variant!r}")
                 exc.reproduction = variant
                 raise
+
+
+def _long_case(target: Target, n: int):
+    if not target.space:
+        return None
+    dtypes = list(target.space.dtype_ranks)
+    dtype = "bfloat16" if "bfloat16" in dtypes else dtypes[0]
+    search = profile("ci", max_examples=400, phases=[Phase.generate, Phase.shrink],
+                     suppress_health_check=list(HealthCheck), print_blob=False)
+    try:
+        found = find(target.cases(), lambda c: c.problem.dtype == dtype
+                     and c.problem.reduction_length >= 2 * n, settings=search)
+    except NoSuchExample:
+        return None
+    problem = found.problem
+    shape = length_shape(len(problem.shape), problem.num_features, n)
+    return replace(found, problem=replace(problem, shape=shape))
 
 
 REPLICA_BUDGET = 4096

@@ -27,6 +27,25 @@ def _long_shape(rank: int, channels: int) -> tuple[int, ...]:
     return (2, channels) + (side,) * (rank - 2)
 
 
+def length_shape(rank: int, channels: int, n: int = 4096) -> tuple[int, ...]:
+    """A shape of ``rank`` with ``channels`` channels and exactly ``n`` values per channel
+    (``n`` a power of two of at least 2**(rank - 2)): a long reduction of a given length.
+
+    >>> length_shape(4, 3)
+    (4, 3, 32, 32)
+    """
+    if rank == 2:
+        return (n, channels)
+    spatial = n // 4
+    sides, volume = [], 1
+    for k in range(rank - 2, 0, -1):
+        side = 2 ** math.ceil(math.log2(spatial // volume) / k)
+        side = min(side, spatial // volume)
+        sides.append(side)
+        volume *= side
+    return (n // volume, channels) + tuple(sides)
+
+
 def spatial_sizes(dims: int, max_side: int) -> list[tuple[int, ...]]:
     """Every spatial size with ``dims`` sides in 1..max_side, smallest volume first.
 
