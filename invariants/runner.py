@@ -73,7 +73,7 @@ def _long_case(target: Target, n: int):
         return None
     dtypes = list(target.space.dtype_ranks)
     dtype = "bfloat16" if "bfloat16" in dtypes else dtypes[0]
-    search = profile("ci", max_examples=400, phases=[Phase.generate, Phase.shrink],
+    search = profile("ci", max_examples=3000, phases=[Phase.generate, Phase.shrink],
                      suppress_health_check=list(HealthCheck), print_blob=False)
     try:
         found = find(target.cases(), lambda c: c.problem.dtype == dtype
