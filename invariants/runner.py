@@ -1,13 +1,16 @@
 """Run one invariant against one subject on one device, outside pytest too."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from hypothesis import HealthCheck, Phase, find, given, note, settings as hsettings
+from hypothesis import (HealthCheck, Phase, currently_in_test_context, find, given, note,
+                        settings as hsettings, target)
 from hypothesis.errors import NoSuchExample
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
+from bn_invariants.invariants.assertions import Unsupported, recording_ratios
 from bn_invariants.invariants.registry import Invariant, Space
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies.profiles import profile
@@ -48,31 +51,44 @@ class Target:
             return cases
         return cases.filter(lambda case: not any(d.contains(case.problem) for d in self.excluded))
 
-    def long_case(self, n: int = LONG_LENGTH):
-        """The simplest case this target draws in bfloat16 (or, where it takes no bfloat16,
-        its first dtype) stretched to ``n`` values per channel, or None where its cases are
-        never long (single values, empty batches, finite differences).  Every run checks
-        it, so the long-reduction and bfloat16 paths of a kernel are reached every time."""
-        return _long_case(self, n)
+    def long_cases(self, n: int = LONG_LENGTH) -> tuple:
+        """The simplest case this target draws in bfloat16 and in float32 (where it takes
+        them; else its first dtype), each stretched to ``n`` values per channel; empty where
+        its cases are never long (single values, empty batches, finite differences).
+        Every run checks them, so a kernel's long-reduction path is reached every time, in
+        bfloat16 and where a subtler bug shows, in float32."""
+        if not self.space:
+            return ()
+        dtypes = [d for d in LONG_DTYPES if d in self.space.dtype_ranks]
+        found = (_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1])
+        return tuple(case for case in found if case is not None)
 
     def check(self, case) -> None:
         """Raise InvariantViolation when the subject breaks the invariant on ``case``
         (or on one of its replicas).  The failing case is noted for Hypothesis's report
-        and kept on the exception as ``reproduction``."""
-        for variant in replicas_of(case, self.replicas):
-            try:
-                check_case(self.invariant, self.subject, variant, self.reference)
-            except Exception as exc:
-                note(f"reproduce: {variant!r}")
-                exc.reproduction = variant
-                raise
+        and kept on the exception as ``reproduction``.  Inside a search, the worst
+        error-to-bound ratio of a passing case is Hypothesis's ``target()``, so the search
+        climbs towards the boundary: a false alarm for a correct subject, the violation
+        for a broken one."""
+        searching = currently_in_test_context()
+        with recording_ratios() as worst:
+            for variant in replicas_of(case, self.replicas):
+                try:
+                    check_case(self.invariant, self.subject, variant, self.reference)
+                except Exception as exc:
+                    if searching:
+                        note(f"reproduce: {variant!r}")
+                    exc.reproduction = variant
+                    raise
+        if searching and math.isfinite(worst[0]):
+            target(worst[0], label="error / bound")
 
 
-def _long_case(target: Target, n: int):
-    if not target.space:
-        return None
-    dtypes = list(target.space.dtype_ranks)
-    dtype = "bfloat16" if "bfloat16" in dtypes else dtypes[0]
+LONG_DTYPES = ("bfloat16", "float32")
+"""The dtypes of the long cases every run checks."""
+
+
+def _long_case(target: Target, dtype: str, n: int):
     search = profile("ci", max_examples=3000, phases=[Phase.generate, Phase.shrink],
                      suppress_health_check=list(HealthCheck), print_blob=False)
     try:
@@ -125,7 +141,15 @@ def target_for(invariant: Invariant, subject: Subject, space: Space,
 
 
 def find_violation(target: Target, settings: hsettings | None = None):
-    """Search for a counterexample; return the (shrunk) exception, or None."""
+    """Search for a counterexample; return the (shrunk) exception, or None.  The target's
+    long cases (``Target.long_cases``) are checked first, as every pytest run checks it."""
+    for long in target.long_cases():
+        try:
+            target.check(long)
+        except Unsupported:
+            pass
+        except Exception as exc:  # InvariantViolation, or an error a search would report too
+            return exc
     @given(case=target.cases())
     def search(case):
         target.check(case)

@@ -102,3 +102,46 @@ def test_a_constructed_side_outside_the_dtype_is_rejected_not_blamed():
     with pytest.raises(UnsatisfiedAssumption):
         check_case(REGISTRY["scale-invariance-positive"], functional,
                    Case(problem, {"mantissa": 32, "exponent": 4}))
+
+
+def test_a_search_targets_the_error_to_bound_ratio(monkeypatch):
+    """Each passing case reports its worst error / bound to Hypothesis's target()."""
+    from bn_invariants.invariants import runner
+    from bn_invariants.invariants.coverage import probe
+    from bn_invariants.strategies.profiles import profile
+    seen = []
+    monkeypatch.setattr(runner, "target", lambda value, label: seen.append((label, value)))
+    target = runner.target_for(REGISTRY["agrees-with-reference"], TORCH_1D, probe(TORCH_1D, "cpu"))
+    assert runner.find_violation(target, profile("ci", max_examples=5)) is None
+    assert seen and all(label == "error / bound" and 0 <= v <= 1 for label, v in seen), seen
+
+
+@pytest.mark.parametrize("mutant, invariant_id", [
+    (zoo.ChunkedVarianceMergeBatchNorm, "agrees-with-reference"),
+    (zoo.SplitReductionBatchNorm, "agrees-with-reference"),
+    (zoo.HalfAccumulationBatchNorm, "half-precision-ulp")], ids=lambda v: getattr(v, "__name__", v))
+def test_a_bug_on_one_path_is_caught_by_the_long_cases(mutant, invariant_id):
+    """The long-reduction, chunked-merge, one-dtype and half-accumulation mutants: every
+    run's long cases (4096 values per channel, bfloat16 and float32) catch each one."""
+    from bn_invariants.invariants.coverage import probe
+    from bn_invariants.invariants.runner import target_for
+    subject = Subject(mutant.__name__, mutant)
+    target = target_for(REGISTRY[invariant_id], subject, probe(subject, "cpu"))
+    cases = target.long_cases()
+    assert cases[0].problem.dtype == "bfloat16"
+    assert all(c.problem.reduction_length == 4096 for c in cases)
+    with pytest.raises(InvariantViolation):
+        for case in cases:
+            target.check(case)
+
+
+def test_a_bug_in_one_dtype_is_found_by_the_search():
+    """BFloat16UnbiasedBatchNorm is wrong by a factor sqrt(n / (n - 1)): visible only at
+    small n, in bfloat16 only; the ci search finds it."""
+    from bn_invariants.invariants.coverage import probe
+    from bn_invariants.invariants.runner import find_violation, target_for
+    from bn_invariants.strategies.profiles import profile
+    subject = Subject("BFloat16Unbiased", zoo.BFloat16UnbiasedBatchNorm)
+    target = target_for(REGISTRY["agrees-with-reference"], subject, probe(subject, "cpu"))
+    error = find_violation(target, profile("ci"))
+    assert isinstance(error, InvariantViolation) and "bfloat16" in str(error)

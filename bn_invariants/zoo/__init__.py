@@ -24,8 +24,11 @@ from bn_invariants.zoo.memory import ChannelsLastAsNCHWBatchNorm, InPlaceInputBa
 from bn_invariants.zoo.mixed import DowncastParametersBatchNorm
 from bn_invariants.zoo.modes import (EvalUpdatesRunningStatsBatchNorm, EvalUsesBatchStatsBatchNorm,
                              EvalWithoutEpsBatchNorm)
-from bn_invariants.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfStatisticsBatchNorm,
-                                NaiveVarianceBatchNorm, UnbiasedNormalisationBatchNorm)
+from bn_invariants.zoo.long_paths import (BFloat16UnbiasedBatchNorm, ChunkedVarianceMergeBatchNorm,
+                                         SplitReductionBatchNorm)
+from bn_invariants.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfAccumulationBatchNorm,
+                                        HalfStatisticsBatchNorm, NaiveVarianceBatchNorm,
+                                        UnbiasedNormalisationBatchNorm)
 from bn_invariants.zoo.running_stats import (BiasedRunningVarianceBatchNorm,
                                      CumulativeAverageOffByOneBatchNorm, FlippedMomentumBatchNorm,
                                      UncountedBatchesBatchNorm)
@@ -40,6 +43,10 @@ MUTANTS = (
     SavedStatisticsBatchNorm,
     NaiveVarianceBatchNorm,
     HalfStatisticsBatchNorm,
+    HalfAccumulationBatchNorm,
+    ChunkedVarianceMergeBatchNorm,
+    SplitReductionBatchNorm,
+    BFloat16UnbiasedBatchNorm,
     EpsOutsideSqrtBatchNorm,
     UnbiasedNormalisationBatchNorm,
     BetaBeforeNormalisationBatchNorm,

@@ -25,12 +25,13 @@ class NaiveVarianceBatchNorm(ZooBatchNorm):
 
 
 class HalfStatisticsBatchNorm(ZooBatchNorm):
-    """Statistics of float16/bfloat16 inputs accumulated in the input's own dtype.
+    """Statistics of float16/bfloat16 inputs computed with torch ops in the input's dtype.
 
-    The standard (and torch) accumulate in float32; in half precision a sum of n
-    values loses about log2(n) bits, and x² overflows float16 past |x| ≈ 256."""
+    torch's CPU reductions accumulate a half tensor in float32 internally, so this rounds
+    the statistics and the intermediates (x − μ, its square) to half precision, but does
+    not accumulate in half: see HalfAccumulationBatchNorm for that."""
 
-    BUG = "statistics of half-precision input accumulated in half precision"
+    BUG = "statistics of half-precision input rounded to half precision (mean, x − μ, squares)"
     SOURCE = ("pytorch/pytorch#126525 (Half var_sum overflow in CPU batch norm); "
               "tensorflow/tensorflow#8535; Micikevicius et al. (2018), Mixed Precision Training")
     CAUGHT_BY = ("half-precision-ulp",)
@@ -63,3 +64,36 @@ class UnbiasedNormalisationBatchNorm(ZooBatchNorm):
 
     def batch_statistics(self, x, dims):
         return x.mean(dims, keepdim=True), x.var(dims, keepdim=True)
+
+
+def half_sum(values: torch.Tensor, dims: tuple) -> torch.Tensor:
+    """Sum over ``dims`` (kept) in the input's own dtype, pairwise, every partial sum
+    rounded to it: a true half-precision accumulation (torch's own sum accumulates a half
+    tensor in float32)."""
+    rows = values.movedim(1, 0).reshape(values.shape[1], -1)
+    while rows.shape[1] > 1:
+        if rows.shape[1] % 2:
+            rows = torch.cat([rows, torch.zeros_like(rows[:, :1])], 1)
+        rows = rows[:, 0::2] + rows[:, 1::2]
+    return rows.reshape((1, -1) + (1,) * (values.dim() - 2))
+
+
+class HalfAccumulationBatchNorm(ZooBatchNorm):
+    """Statistics of float16/bfloat16 input accumulated in half precision: every partial
+    sum of the mean and of the squared deviations rounded to the input dtype."""
+
+    BUG = "statistics of half-precision input accumulated in half precision (pairwise sums)"
+    SOURCE = ("pytorch/pytorch#126525 (Half var_sum overflow in CPU batch norm); "
+              "tensorflow/tensorflow#8535; Micikevicius et al. (2018), Mixed Precision Training")
+    CAUGHT_BY = ("half-precision-ulp",)
+
+    def compute_dtype(self, dtype):
+        return dtype
+
+    def batch_statistics(self, x, dims):
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return super().batch_statistics(x, dims)
+        n = x.numel() // max(x.shape[1], 1)
+        mean = half_sum(x, dims) / n
+        var = half_sum((x - mean) ** 2, dims) / n
+        return mean, var
