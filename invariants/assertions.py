@@ -40,8 +40,8 @@ def recording_ratios():
     _RATIO_RECORDS.append(record)
     try:
         yield record
-    finally:
-        _RATIO_RECORDS.remove(record)
+    finally:  # by identity: two records holding the same ratio compare equal
+        del _RATIO_RECORDS[next(i for i, r in enumerate(_RATIO_RECORDS) if r is record)]
 
 
 def _note_ratio(ratio: float) -> None:
