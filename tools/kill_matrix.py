@@ -106,6 +106,9 @@ class Counting:
     def cases(self):
         return self.target.cases()
 
+    def long_cases(self):
+        return self.target.long_cases()
+
     def check(self, case):
         self.checked += 1
         try:
