@@ -71,6 +71,9 @@ class Invariant:
     ranks: tuple | None = None
     needs_reference: bool = False
     devices: tuple | None = None
+    long_reductions: bool = True
+    """Whether its cases may be long reductions (False for single values, empty batches and
+    finite differences): every run then checks it at 4096 values per channel too."""
     kind: str = "single"
     """"single": checked on one process against a Subject (tests/test_invariants.py);
     "distributed": checked on W ranks of a process group against a DistSubject

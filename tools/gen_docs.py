@@ -232,7 +232,24 @@ def applies_text(invariant) -> str:
     return "; ".join(parts)
 
 
-def invariant_section(invariant, deviations, caught, cuda) -> list[str]:
+def margin_line(invariant, margins) -> str:
+    """The invariant's margin on torch's CPU kernels (worst error / bound), as measured by
+    tools/margins.py, or a line saying it has not been measured."""
+    if margins is None or invariant.id not in margins.get("margins", {}):
+        return "**Margin on torch.** not measured yet (`python3 -m tools.margins`)."
+    row = margins["margins"][invariant.id]
+    if not row:
+        return "**Margin on torch.** nothing to measure on the CPU."
+    numbers = [v for v in row.values() if isinstance(v, (int, float))]
+    worst = f"{max(numbers):.3g}" if numbers else "n/a"
+    detail = ", ".join(f"{name.removeprefix('torch.')} {value if isinstance(value, str) else f'{value:.3g}'}"
+                       for name, value in sorted(row.items()))
+    return (f"**Margin on torch.** worst observed error / bound {worst} ({detail}; "
+            f"{margins.get('max_examples')} examples per subject with target(), plus the long "
+            f"cases, torch {margins.get('torch')}).")
+
+
+def invariant_section(invariant, deviations, caught, cuda, margins=None) -> list[str]:
     """The Markdown of one invariant on its family page; anchored at its id."""
     lines = [
         f"## {prose(invariant.title)} {{#{invariant.id}}}",
@@ -250,6 +267,8 @@ def invariant_section(invariant, deviations, caught, cuda) -> list[str]:
         f"**Tolerance.** {capitalised(prose(invariant.tolerance))}:",
         "",
         display_math(invariant.tolerance_formula),
+        "",
+        margin_line(invariant, margins),
         "",
     ]
     if caught is None:
@@ -285,13 +304,13 @@ def invariant_section(invariant, deviations, caught, cuda) -> list[str]:
     return lines
 
 
-def family_page(family: str, invariants, deviations, caught, cuda) -> str:
+def family_page(family: str, invariants, deviations, caught, cuda, margins=None) -> str:
     """The page of one family: one anchored section per invariant, sorted by id."""
     lines = [BANNER, "", f"# {prose(family.capitalize())}", "",
              f"Invariants of the family *{prose(family)}*. Back to the "
              "[catalogue](index.md).", ""]
     for invariant in sorted(invariants, key=lambda inv: inv.id):
-        lines += invariant_section(invariant, deviations, caught, cuda)
+        lines += invariant_section(invariant, deviations, caught, cuda, margins)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -359,7 +378,7 @@ def render(root: Path = ROOT) -> dict[str, str]:
     pages = {f"{CATALOGUE}/index.md": index_page(families, DEVIATIONS, caught, cuda)}
     for family, members in families.items():
         pages[f"{CATALOGUE}/{slug(family)}.md"] = family_page(
-            family, members, DEVIATIONS, caught, cuda)
+            family, members, DEVIATIONS, caught, cuda, load_json(data / "margins.json"))
     pages[MKDOCS] = with_nav((root / MKDOCS).read_text(encoding="utf-8"), families)
     matrix = load_json(data / "kill_matrix.json")
     if matrix is not None:

@@ -156,6 +156,7 @@ SINGLE_VALUE_RAISES = register(Invariant(
     tolerance_formula=r"\tau = 0",
     cases=lambda space: st.builds(Case, problem=special_problems(space, single_value_shape)),
     check=check_single_value,
+    long_reductions=False,
 ))
 
 
@@ -194,4 +195,5 @@ EMPTY_BATCH = register(Invariant(
     tolerance_formula=r"\tau = 0",
     cases=lambda space: st.builds(Case, problem=special_problems(space, empty_shape, ("unit",))),
     check=check_empty,
+    long_reductions=False,
 ))

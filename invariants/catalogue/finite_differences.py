@@ -118,6 +118,7 @@ GRADCHECK = register(Invariant(
     cases=small_cases,
     check=check_gradcheck,
     dtypes=("float64",),
+    long_reductions=False,
 ))
 
 
@@ -178,4 +179,5 @@ GRADGRADCHECK = register(Invariant(
     cases=small_cases,
     check=check_gradgradcheck,
     dtypes=("float64",),
+    long_reductions=False,
 ))
