@@ -43,10 +43,6 @@ MUTANTS = (
     SavedStatisticsBatchNorm,
     NaiveVarianceBatchNorm,
     HalfStatisticsBatchNorm,
-    HalfAccumulationBatchNorm,
-    ChunkedVarianceMergeBatchNorm,
-    SplitReductionBatchNorm,
-    BFloat16UnbiasedBatchNorm,
     EpsOutsideSqrtBatchNorm,
     UnbiasedNormalisationBatchNorm,
     BetaBeforeNormalisationBatchNorm,
@@ -70,3 +66,15 @@ MUTANTS = (
 def spec(cls) -> str:
     """The ``--bn-impl`` spelling of a zoo class, e.g. 'bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm'."""
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+PATH_MUTANTS = (
+    HalfAccumulationBatchNorm,
+    ChunkedVarianceMergeBatchNorm,
+    SplitReductionBatchNorm,
+    BFloat16UnbiasedBatchNorm,
+)
+"""Bugs on one path only (long reductions, chunked merges, one dtype, half accumulation):
+caught by the long cases every run checks and by the search (tests/test_detection_power.py);
+they join MUTANTS once the kill matrix has rows for them (``python3 -m tools.kill_matrix
+--mutants ...``)."""
