@@ -1,0 +1,24 @@
+"""A batch norm that refuses, with Python's standard OverflowError, statistics that
+overflow: a clear error, as good as torch's ValueError."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CheckedBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """torch's batch norm over (N, C, *) input of any rank, after checking that the
+    batch variance is finite in the accumulation dtype."""
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input):
+        if (self.training or not self.track_running_stats) and input.numel() > 0:
+            acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+            dims = (0,) + tuple(range(2, input.dim()))
+            var = input.detach().to(acc).var(dim=dims, correction=0)
+            if not bool(torch.isfinite(var).all()):
+                raise OverflowError(f"batch variance overflows {acc}: rescale the input")
+        return super().forward(input)
