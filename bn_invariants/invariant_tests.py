@@ -1,8 +1,10 @@
-"""The invariant tests the plugin adds: every invariant x subject x device."""
+"""The invariant tests the plugin adds: every invariant x subject x device, and the
+contracts (batch normalisation at all, construction, output per rank) per subject x device."""
 import pytest
 from hypothesis import given, strategies as st
 
-from bn_invariants.invariants import Unsupported
+from bn_invariants.invariants import InvariantViolation, Unsupported
+from bn_invariants.invariants.blame import raised_by_suite
 
 
 @pytest.mark.bn_invariants
@@ -13,3 +15,16 @@ def test_invariant(target, data):
         target.check(case)
     except Unsupported as exc:
         pytest.skip(f"{target.subject} declines: {exc}")
+    except InvariantViolation:
+        raise
+    except Exception as exc:
+        if raised_by_suite(exc):
+            raise
+        target.record(exc, case)  # one line in the report; the search goes on
+
+
+@pytest.mark.bn_invariants
+def test_contract(contract):
+    name, subject, message = contract
+    if message:
+        pytest.fail(f"{name} fails for {subject}: {message}", pytrace=False)

@@ -16,6 +16,7 @@ SUBJECTS = pytest.StashKey[tuple]()
 REFERENCE = pytest.StashKey[object]()
 COVERAGE = pytest.StashKey[dict]()
 REPLICAS = pytest.StashKey[int]()
+ONLY_INVARIANTS = pytest.StashKey[bool]()
 INVARIANT_TESTS = Path(__file__).with_name("invariant_tests.py")
 
 DEVICE_KINDS = ("cpu", "cuda")
@@ -33,18 +34,32 @@ _OPTIONS = (
                                 "every available one)"),
     ("--bn-report", "string", "write a JSON report of every invariant test (outcome, dtypes "
                               "covered, skip reasons) and the probed coverage to PATH"),
+    ("--bn-strict", "bool", "report deviations inherited from torch's own kernel as failures "
+                            "(default: non-strict xfails, counted in the summary)"),
+    ("--bn-running-var", "string", "the running-variance convention the subject declares: "
+                                   "unbiased (torch, default) or biased (÷n)"),
+    ("--bn-momentum", "string", "the momentum convention the subject declares: torch "
+                                "(new = (1-m)·old + m·batch, default) or keep "
+                                "(new = m·old + (1-m)·batch, Keras)"),
+    ("--bn-frozen", "bool", "the subject is an eval-only (frozen) batch norm: training mode "
+                            "behaves as eval, and only the invariants that apply run"),
 )
+CHOICES = {"--bn-device": DEVICE_KINDS, "--bn-running-var": ("unbiased", "biased"),
+           "--bn-momentum": ("torch", "keep")}
+"""Options with a fixed set of values (checked on the command line and in the ini file)."""
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("bn-invariants", "batch-norm invariants (bn_invariants)")
     for option, kind, text in _OPTIONS:
         ini = _ini_name(option)
-        if option == "--bn-builtin":
+        if kind == "bool":
             group.addoption(option, action="store_true", default=None, help=text)
         elif option == "--bn-device":
-            group.addoption(option, action="append", choices=DEVICE_KINDS, default=None,
+            group.addoption(option, action="append", choices=CHOICES[option], default=None,
                             help=text)
+        elif option in CHOICES:
+            group.addoption(option, choices=CHOICES[option], default=None, help=text)
         else:
             group.addoption(option, default=None, help=text,
                             metavar="K" if option == "--bn-replicas" else None)
@@ -76,7 +91,10 @@ def pytest_configure(config):
         return
     from bn_invariants import session  # torch and the registry load here, not before
     session.configure(config)
-    if str(INVARIANT_TESTS) not in config.args:
+    if setting(config, "--bn-impl") and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(INVARIANT_TESTS)]  # checking one batch norm: only the invariants
+        config.stash[ONLY_INVARIANTS] = True
+    elif str(INVARIANT_TESTS) not in config.args:
         config.args.append(str(INVARIANT_TESTS))
 
 
@@ -94,6 +112,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_generate_tests(metafunc):
-    if "target" in metafunc.fixturenames and is_active(metafunc.config):
+    wanted = {"target", "contract"} & set(metafunc.fixturenames)
+    if wanted and is_active(metafunc.config):
         from bn_invariants import session
         session.parametrize(metafunc)
