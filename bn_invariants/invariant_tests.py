@@ -2,6 +2,7 @@
 contracts (batch normalisation at all, construction, output per rank) per subject x device."""
 import pytest
 from hypothesis import given, strategies as st
+from hypothesis.errors import HypothesisException
 
 from bn_invariants.invariants import InvariantViolation, Unsupported
 from bn_invariants.invariants.blame import raised_by_suite
@@ -15,7 +16,7 @@ def test_invariant(target, data):
         target.check(case)
     except Unsupported as exc:
         pytest.skip(f"{target.subject} declines: {exc}")
-    except InvariantViolation:
+    except (InvariantViolation, HypothesisException):
         raise
     except Exception as exc:
         if raised_by_suite(exc):

@@ -10,6 +10,7 @@ from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
 from bn_invariants.invariants.inheritance import inherited
+from bn_invariants.invariants.reproduction import reproduce
 
 INHERITED = "inherited from torch"
 
@@ -54,7 +55,7 @@ class Outcomes:
             return
         reasons = [inherited(target.invariant, target.subject, v.reproduction, v, self.reference)
                    if hasattr(v, "reproduction") else "" for v in violations]
-        block = "\n\n".join(short_block(target, v) for v in violations)
+        block = "\n\n".join(short_block(target, v, self._script(target, v)) for v in violations)
         if all(reasons):
             text = f"{reasons[0]}\n{block}"
             if self.strict:
@@ -64,6 +65,14 @@ class Outcomes:
                 report.longrepr = None
             return
         _fail(report, block)
+
+    def _script(self, target, violation) -> str:
+        """The violation's stand-alone reproduction ('' when there is none)."""
+        case = getattr(violation, "reproduction", None)
+        if case is None:
+            return ""
+        reference = self.reference if target.invariant.needs_reference else None
+        return reproduce(target.invariant, target.subject, case, str(violation), reference)
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" and getattr(report, "wasxfail", "").startswith(INHERITED):
@@ -91,12 +100,11 @@ def subject_errors(target) -> str:
                      for what, (count, where) in seen.items())
 
 
-def short_block(target, violation) -> str:
+def short_block(target, violation, script: str = "") -> str:
     """invariant, subject, the violation (got, expected, tolerance, ratio, context), and
     the reproduction when there is one."""
     lines = [f"{target.invariant.id} ({target.invariant.title}) fails for {target.subject}:",
              f"  {violation}"]
-    script = getattr(violation, "script", "")
     if script:
         lines += ["Reproduce it on its own:", script]
     return "\n".join(lines)
