@@ -34,7 +34,7 @@ class GraphKeepingBatchNorm(_Functional):
             return super().forward(x)
         dims = (0,) + tuple(range(2, x.dim()))
         n = x.numel() // x.shape[1]
-        if n > 1 and self.momentum is not None:
+        if n > 1 and self.momentum is not None and self.running_mean is not None:
             mean = x.mean(dims)
             var = x.var(dims, correction=1)
             m = self.momentum
