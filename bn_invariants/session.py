@@ -152,7 +152,7 @@ def _why_empty(invariant, subject, device, whole_space, target) -> str:
 def _skip_reason(invariant, subject, device, probed, target) -> str:
     """Why this invariant test cannot run ('' when it can)."""
     if not declared().applies(invariant.id):
-        return f"{invariant.id} does not apply to an eval-only batch norm (--bn-frozen)"
+        return "does not apply to an eval-only batch norm (--bn-frozen)"
     if probed.diagnosis is not None and probed.diagnosis.verdict(declared()) \
             and not probed.diagnosis.frozen_like:
         return f"{subject} does not normalise over the batch (see batch-normalisation)"
