@@ -108,3 +108,22 @@ def test_kill_matrix_and_gpu_run_are_read(tmp_path):
     shift_row = next(line for line in index.splitlines() if "#shift-invariance)" in line)
     assert shift_row.endswith("| pass |"), f"CUDA status of shift-invariance={shift_row!r}, but should be pass"
     assert gen_docs.NO_KILL_MATRIX not in backward, "kill matrix present, but page says absent"
+
+
+def test_kill_matrix_page_and_figure_are_fresh():
+    """docs/kill-matrix.md is among the generated pages (so test_catalogue_is_fresh covers
+    it), and docs/img/kill_matrix.png records the digest of the data it was drawn from."""
+    import json
+
+    pytest.importorskip("PIL", reason="the docs extra (matplotlib, pillow) is not installed")
+    from tools.kill_matrix import figure_stamp
+    from tools.plots import IMG, figure_digest
+    assert gen_docs.KILL_MATRIX in gen_docs.render(), (
+        f"generated pages lack {gen_docs.KILL_MATRIX}, but the kill matrix page should be one")
+    data = gen_docs.DOCS / "data"
+    expected = figure_stamp(json.loads((data / "kill_matrix.json").read_text()),
+                            json.loads((data / "time_to_detect.json").read_text()))
+    got = figure_digest(IMG / "kill_matrix.png")
+    assert got == expected, (f"kill_matrix.png data digest={got}, but should be {expected}, "
+                             f"the digest of the current data [run `python3 -m tools.plots "
+                             f"--only kill_matrix` and commit the figure]")

@@ -43,6 +43,10 @@ def to_mathml(tex: str, *, display: str) -> str:
         raise MathError(f"{type(exc).__name__}: {exc} in TeX {source!r}") from exc
     for name, char in SIZED_DELIMITERS.items():
         mathml = mathml.replace(f">{name}</mo>", f">{char}</mo>")
+    # A bar of |x| between other terms is spaced as a binary operator ("max | x|");
+    # as an absolute value it takes no space.
+    mathml = mathml.replace('<mo stretchy="false">&#x0007C;</mo>',
+                            '<mo stretchy="false" lspace="0" rspace="0">&#x0007C;</mo>')
     unknown = UNKNOWN_COMMAND.findall(mathml)
     if unknown:  # latex2mathml prints a command it does not know as text
         raise MathError(f"unknown TeX command {', '.join(unknown)} in TeX {source!r}")

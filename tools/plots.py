@@ -1,6 +1,13 @@
-"""The explainer's figures, computed by the suite's own code.
+"""The docs' figures, computed by the suite's own code and data.
 
-    python3 -m tools.plots     # writes docs/img/bias_drift.png and docs/img/scale_drift.png
+    python3 -m tools.plots                      # writes all three figures in docs/img/
+    python3 -m tools.plots --only kill_matrix   # just one
+
+kill_matrix.png: the kill matrix (docs/data/kill_matrix.json, written by
+``python3 -m tools.kill_matrix``) as a heatmap, invariant x mutant, with each mutant's
+quickest catcher from docs/data/time_to_detect.json ringed. The PNG carries a digest
+of what it shows (``tools.kill_matrix.figure_stamp``); tests/test_docs.py fails when
+the data has moved on without the figure.
 
 bias_drift.png: gradient descent on a bias b before the normalisation
 (``invariants.catalogue.drift.bias_descent``, the code of the no-bias-drift
@@ -13,6 +20,8 @@ normalisation that also scales, proper against naive
 """
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +40,11 @@ from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScaling
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
 from bn_invariants.strategies import Problem  # noqa: E402
 
-IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+DATA = ROOT / "docs" / "data"
+STAMP_KEY = "Data-digest"
+"""The PNG text key under which kill_matrix.png records ``figure_stamp`` of its data."""
 PROPER = (REFERENCE_SUBJECT, Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d))
 NAIVE_CENTERING = Subject("naive rule (E[x] held constant)", NaiveCenteringBatchNorm)
 NAIVE_SCALING = Subject("naive rule (E[x], Var[x] held constant)", NaiveScalingBatchNorm)
@@ -126,12 +139,94 @@ def scale_figure(path: Path, *, steps: int = 300, lr: float = 0.1) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+VERDICT_COLORS = {"caught": "#b2182b", "passed": "#f4f4f4", "unsupported": "#fddbc7",
+                  "n/a": "#ffffff"}
+VERDICT_LABELS = {"caught": "caught", "passed": "passed (not caught)",
+                  "unsupported": "subject declined (unsupported)",
+                  "n/a": "not applicable (no input the invariant applies to)"}
+
+
+def kill_matrix_figure(path: Path) -> None:
+    """The kill matrix as a heatmap: one row per invariant (grouped by family), one column
+    per subject (controls first), each mutant's quickest catcher ringed."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from bn_invariants.invariants import REGISTRY
+    from tools.kill_matrix import controls_of, figure_stamp, quickest, short
+    doc = json.loads((DATA / "kill_matrix.json").read_text(encoding="utf-8"))
+    ttd_path = DATA / "time_to_detect.json"
+    ttd = json.loads(ttd_path.read_text(encoding="utf-8")) if ttd_path.exists() else None
+    names = list(doc["matrix"])
+    controls = controls_of(doc)
+    ids = sorted({i for row in doc["matrix"].values() for i in row},
+                 key=lambda i: (REGISTRY[i].family if i in REGISTRY else "~", i))
+    verdicts = list(VERDICT_COLORS)
+    grid = [[verdicts.index(doc["matrix"][n].get(i, "n/a")) for n in names] for i in ids]
+    fig, ax = plt.subplots(figsize=(8, 11.5), constrained_layout=True)
+    ax.imshow(grid, cmap=ListedColormap(list(VERDICT_COLORS.values())), vmin=0,
+              vmax=len(verdicts) - 1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(names)), [short(n) for n in names], rotation=70, ha="right",
+                  rotation_mode="anchor", fontsize=10)
+    for label, name in zip(ax.get_xticklabels(), names):
+        label.set_fontstyle("italic" if name in controls else "normal")
+    ax.set_yticks(range(len(ids)), ids, fontsize=10)
+    ax.set_xticks([x - 0.5 for x in range(1, len(names))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(ids))], minor=True)
+    ax.grid(which="minor", color="#cccccc", lw=0.5)
+    ax.tick_params(which="minor", length=0)
+    ax.axvline(len(controls) - 0.5, color="black", lw=2)
+    families = [REGISTRY[i].family if i in REGISTRY else "?" for i in ids]
+    for y in range(1, len(ids)):
+        if families[y] != families[y - 1]:
+            ax.axhline(y - 0.5, color="#555555", lw=1.2)
+    secondary = ax.secondary_yaxis("right")
+    starts = [y for y in range(len(ids)) if y == 0 or families[y] != families[y - 1]]
+    ends = starts[1:] + [len(ids)]
+    secondary.set_yticks([(a + b - 1) / 2 for a, b in zip(starts, ends)],
+                         [families[a].replace(", ", ",\n").replace(" ", "\n", 1) if len(families[a]) > 12
+                          else families[a] for a in starts], fontsize=9, color="#444444")
+    secondary.tick_params(length=0)
+    column = {n: k for k, n in enumerate(names)}
+    row = {i: k for k, i in enumerate(ids)}
+    for mutant, first in quickest(ttd).items():
+        if mutant in column and first["invariant"] in row:
+            ax.scatter(column[mutant], row[first["invariant"]], s=46, facecolors="none",
+                       edgecolors="white", linewidths=1.6)
+    ax.set_title(f"{len(ids)} invariants × {len(names) - len(controls)} broken batch norms\n"
+                 f"({len(controls)} correct controls first, in italics)", fontsize=11)
+    handles = [Patch(facecolor=VERDICT_COLORS[v], edgecolor="#999999", label=VERDICT_LABELS[v])
+               for v in verdicts]
+    handles.append(plt.Line2D([], [], ls="none", marker="o", markerfacecolor="none",
+                              markeredgecolor=VERDICT_COLORS["caught"], markeredgewidth=1.6,
+                              markersize=8, label="ringed: the mutant's quickest catcher"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=110, metadata={"Software": None, STAMP_KEY: figure_stamp(doc, ttd)})
+    plt.close(fig)
+
+
+def figure_digest(path: Path) -> str | None:
+    """The data digest a kill-matrix PNG records, or None."""
+    from PIL import Image
+    with Image.open(path) as image:
+        return image.text.get(STAMP_KEY)
+
+
+FIGURES = {"bias_drift": bias_figure, "scale_drift": scale_figure,
+           "kill_matrix": kill_matrix_figure}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(FIGURES), action="append",
+                        help="draw only this figure (repeatable; default: all)")
+    args = parser.parse_args(argv)
     IMG.mkdir(parents=True, exist_ok=True)
-    bias_figure(IMG / "bias_drift.png")
-    scale_figure(IMG / "scale_drift.png")
-    print(f"wrote {IMG / 'bias_drift.png'} and {IMG / 'scale_drift.png'}")
+    for name in args.only or FIGURES:
+        FIGURES[name](IMG / f"{name}.png")
+        print(f"wrote {(IMG / f'{name}.png').relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ Reports, and exits 1 on, any of:
   (``<script src>``, ``<link href>``, ``<img src|srcset>``, ``<iframe|source|video|audio|
   embed src>``, ``<object data>``, CSS ``url(...)`` and ``@import`` in pages and
   stylesheets). Links a reader clicks (``<a href>``) are not assets and are allowed.
-* TeX left unrendered: ``\\(``, ``\\[`` or ``$$`` in a page's text (the formulas must have
+* TeX left unrendered: ``\\(``, ``\\[``, ``$$`` or ``$...$`` in a page's text (the formulas must have
   become MathML at build time, tools/mathml_hook.py).
 
 Material's JavaScript bundle can also load two things from a CDN, only on demand: mermaid,
@@ -30,7 +30,7 @@ ASSET_ATTRIBUTES = {"script": ("src",), "link": ("href",), "img": ("src", "srcse
                     "iframe": ("src",), "source": ("src", "srcset"), "video": ("src", "poster"),
                     "audio": ("src",), "embed": ("src",), "object": ("data",),
                     "input": ("src",), "track": ("src",)}
-RAW_TEX = re.compile(r"\\\(|\\\[|\$\$")
+RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\$[^$\s][^$\n]*\$")
 
 
 def _urls(attribute: str, value: str) -> list[str]:
