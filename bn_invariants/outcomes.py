@@ -107,6 +107,12 @@ def short_block(target, violation, script: str = "") -> str:
              f"  {violation}"]
     if script:
         lines += ["Reproduce it on its own:", script]
+    elif getattr(violation, "reproduction", None) is not None:
+        lines += ["Replay the check of this case:",
+                  "  from bn_invariants.invariants import *; from bn_invariants.strategies import *",
+                  "  from bn_invariants.invariants.runner import check_case",
+                  f"  check_case(REGISTRY[{target.invariant.id!r}], "
+                  f"load_subject({str(target.subject)!r}), {violation.reproduction!r})"]
     return "\n".join(lines)
 
 
