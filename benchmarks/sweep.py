@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from bn_invariants.invariants.harness import affine_of
+from bn_invariants.invariants.step import affine_of
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, load_subject
-from bn_invariants.invariants.tolerances import gradient_sum_tolerance, output_tolerance
+from bn_invariants.invariants.bounds import gradient_sum_tolerance, output_tolerance
 from bn_invariants.strategies import BNOptions, max_offset_ratio, torch_dtype
 
 

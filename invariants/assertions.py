@@ -15,6 +15,10 @@ class Unsupported(Exception):
     """The subject explicitly declines an operation the invariant needs."""
 
 
+CLEAR_ERRORS = (ValueError, RuntimeError)
+"""What a batch norm may raise for an input it cannot normalise."""
+
+
 def _index(flat_index: int, shape) -> tuple:
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index), tuple(shape)))
 
@@ -72,3 +76,9 @@ def assert_true(what: str, condition: bool, got, expected, context: str = "") ->
     __tracebackhide__ = True
     if not condition:
         raise InvariantViolation(f"{what}={got}, but should be {expected} [{context}]")
+
+
+def assert_identical(what, got, expected, ctx):
+    """``got`` equals ``expected`` element for element (NaN where NaN): tolerance 0."""
+    __tracebackhide__ = True
+    assert_close(what, got, expected, 0.0, ctx)

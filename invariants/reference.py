@@ -1,4 +1,6 @@
-"""The float64 oracle, and the one batch-norm formula every model subject shares."""
+"""The float64 oracle: exact statistics, the exact output and input gradient, and the one
+batch-norm formula every model subject shares (it has no bug switches: broken batch norms
+are subjects of their own, in bn_invariants.zoo)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,6 +32,23 @@ def reduce_dims(rank: int) -> tuple:
     return (0,) + tuple(range(2, rank))
 
 
+def as_channel(values: torch.Tensor | None, rank: int):
+    """A per-channel float64 CPU vector shaped (1, C, 1, ...), or None."""
+    if values is None:
+        return None
+    return channel_view(values.detach().to("cpu", torch.float64), rank)
+
+
+def as64(t: torch.Tensor | None) -> torch.Tensor | None:
+    """A float64 CPU copy of ``t`` (never an alias: buffers change in place), or None."""
+    return None if t is None else t.detach().to("cpu", torch.float64).clone()
+
+
+def per_channel_sum(values: torch.Tensor) -> torch.Tensor:
+    """sum over every dimension but the channel one, (C,) float64."""
+    return values.double().sum(reduce_dims(values.dim())).flatten()
+
+
 def channel_scale(x: torch.Tensor) -> torch.Tensor:
     """A per-channel power of two c >= 1, (1, C, 1, ...), with max|x / c| < 2: dividing by
     it is exact and keeps sums of squares from overflowing."""
@@ -51,14 +70,41 @@ def statistics(x: torch.Tensor, eps: float) -> Statistics:
     return Statistics(c * mean_s, c**2 * var_s, std, (scaled - mean_s) / (std / c), n)
 
 
+def exact_output(stats: Statistics, gamma=None, beta=None) -> torch.Tensor:
+    """gamma * xhat + beta in float64 (xhat alone without affine parameters)."""
+    return stats.xhat if gamma is None else stats.xhat * gamma + beta
+
+
+def gradient_means(stats: Statistics, g: torch.Tensor):
+    """(ḡ, c̄ = mean(g x̂), mean|g|, mean|g x̂|) per channel, (1, C, 1, ...) each."""
+    dims = reduce_dims(g.dim())
+    return (g.mean(dims, keepdim=True), (g * stats.xhat).mean(dims, keepdim=True),
+            g.abs().mean(dims, keepdim=True), (g * stats.xhat).abs().mean(dims, keepdim=True))
+
+
+def closed_form(stats: Statistics, g: torch.Tensor, gamma=None) -> torch.Tensor:
+    """dl/dx = (gamma/s)(g - ḡ - x̂ c̄) in float64, from exact statistics ``stats``, for
+    l = sum(g * BN(x)) (Ioffe & Szegedy 2015, section 3)."""
+    g_mean, gx_mean, _, _ = gradient_means(stats, g)
+    scale = (1.0 if gamma is None else gamma) / stats.std
+    return scale * (g - g_mean - stats.xhat * gx_mean)
+
+
+def radial_value(stats: Statistics, g: torch.Tensor, gamma, eps: float) -> torch.Tensor:
+    """sum_i x_i dl/dx_i = s sum_i x̂_i dl/dx_i = gamma (eps/(var + eps)) sum_i g_i x̂_i
+    per channel, (C,) float64: zero when eps = 0 (the gradient is orthogonal to x)."""
+    dims = reduce_dims(g.dim())
+    gamma = 1.0 if gamma is None else gamma
+    ratio = eps / (stats.var + eps) if eps > 0 else torch.zeros_like(stats.var)
+    return (gamma * ratio * (g * stats.xhat).sum(dims, keepdim=True)).flatten()
+
+
 def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum, eps,
-               num_batches_tracked=None, detach_mean=False, detach_var=False):
+               num_batches_tracked=None):
     """Batch norm by the formula, in x's dtype, with torch's semantics.
 
     Training uses the biased batch variance to normalise and folds the unbiased
-    one into running_var; momentum=None is a cumulative average.  ``detach_mean``
-    and ``detach_var`` drop E[x]'s and Var[x]'s dependence on x from the gradient
-    (the naive rule of Ioffe & Szegedy 2015, section 2).
+    one into running_var; momentum=None is a cumulative average.
     """
     rank = x.dim()
     dims = reduce_dims(rank)
@@ -75,8 +121,6 @@ def batch_norm(x, weight, bias, running_mean, running_var, *, training, momentum
         if training and running_mean is not None:
             _update_running(running_mean, running_var, num_batches_tracked,
                             c.double() * mean.double(), c.double() ** 2 * var.double(), n, momentum)
-        mean = mean.detach() if detach_mean else mean
-        var = var.detach() if detach_var else var
         y = (x - mean) / (var + eps / c**2).sqrt()
     else:
         mean = channel_view(running_mean.to(x.dtype), rank)
@@ -100,13 +144,9 @@ def _update_running(running_mean, running_var, num_batches_tracked, mean, var, n
     running_var.copy_(new_var.to(running_var.dtype))
 
 
-class ModelBatchNorm(nn.Module):
-    """A BatchNorm2d-compatible module computing ``batch_norm`` in ``compute_dtype``
-    (None: the input's accumulation dtype), returning the input's dtype."""
-
-    compute_dtype: str | None = None
-    detach_mean = False
-    detach_var = False
+class BatchNormModule(nn.Module):
+    """torch.nn.BatchNorm2d's constructor, parameters and buffers, and nothing else: the
+    one constructor the model subjects and the zoo's batch norms share."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, device=None, dtype=None):
@@ -126,7 +166,16 @@ class ModelBatchNorm(nn.Module):
             self.register_buffer("num_batches_tracked",
                                  torch.tensor(0, dtype=torch.long, device=device))
         else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+
+class ModelBatchNorm(BatchNormModule):
+    """A BatchNorm2d-compatible module computing ``batch_norm`` in ``compute_dtype``
+    (None: the input's accumulation dtype), returning the input's dtype."""
+
+    compute_dtype: str | None = None
 
     def forward(self, x):
         if x.dim() < 2 or x.shape[1] != self.num_features:
@@ -135,8 +184,7 @@ class ModelBatchNorm(nn.Module):
         y = batch_norm(
             x.to(compute), self.weight, self.bias, self.running_mean, self.running_var,
             training=self.training, momentum=self.momentum, eps=self.eps,
-            num_batches_tracked=self.num_batches_tracked,
-            detach_mean=self.detach_mean, detach_var=self.detach_var)
+            num_batches_tracked=self.num_batches_tracked)
         return y.to(x.dtype)
 
 

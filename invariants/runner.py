@@ -6,7 +6,7 @@ from functools import cached_property
 
 from hypothesis import given, note, settings as hsettings
 
-from bn_invariants.invariants.deviations import excluding_deviations, regional_deviations
+from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.registry import Invariant, Space
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 

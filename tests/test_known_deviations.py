@@ -1,12 +1,16 @@
 """Each known deviation of torch's batch norm, replayed from its minimal counterexample.
 
-Strict: the day torch fixes one, this test fails and the entry must go.
+Strict on the torch versions it was measured on: the day torch fixes one, this test fails
+and the entry must go.  On another torch version the replay is a non-strict xfail whose
+reason says "recorded for torch X, not verified on torch Y": XFAIL (still there) and XPASS
+(gone) are both reported, neither fails the run.
 """
 import pytest
 import torch
 
 from bn_invariants.invariants import REGISTRY, InvariantViolation
-from bn_invariants.invariants.deviations import DEVIATIONS
+from bn_invariants.invariants.deviations import torch_minor
+from bn_invariants.invariants.known_deviations import DEVIATIONS
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
@@ -20,10 +24,19 @@ def _takes(subject, problem) -> bool:
     return len(problem.shape) in CPU_SPACES[subject.name].dtype_ranks.get(problem.dtype, ())
 
 
+def replay_mark(dev, torch_version: str = torch.__version__):
+    """The xfail mark of ``dev``'s replay: strict on a torch version it was measured on."""
+    if dev.verified_on(torch_version):
+        return pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=dev.explanation)
+    return pytest.mark.xfail(
+        strict=False, raises=InvariantViolation,
+        reason=(f"recorded for torch {', '.join(dev.measured_on)}, not verified on torch "
+                f"{torch_minor(torch_version)}: {dev.explanation}"))
+
+
 CASES = [
-    pytest.param(dev, subject, id=f"{dev.invariant}-{subject.name}-{dev.device}",
-                 marks=[pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                                          reason=dev.explanation)]
+    pytest.param(dev, subject, id=f"{dev.invariant.id}-{subject.name}-{dev.device}",
+                 marks=[replay_mark(dev)]
                  + ([] if dev.device == "cpu" or torch.cuda.is_available() else
                     [pytest.mark.skip(reason=f"{dev.device} is not available on this machine")]))
     for dev in DEVIATIONS
@@ -34,14 +47,14 @@ CASES = [
 
 @pytest.mark.parametrize("deviation, subject", CASES)
 def test_known_deviation(deviation, subject):
-    check_case(REGISTRY[deviation.invariant], subject, deviation.counterexample)
+    check_case(deviation.invariant, subject, deviation.counterexample)
 
 
 REGIONAL = [dev for dev in DEVIATIONS if dev.region is not None]
 
 
 @pytest.mark.parametrize("deviation", REGIONAL, ids=[
-    f"{d.invariant}-{d.factories[0].__name__}" for d in REGIONAL])
+    f"{d.invariant.id}-{d.factories[0].__name__}" for d in REGIONAL])
 def test_a_regional_counterexample_lies_in_its_region(deviation):
     assert deviation.contains(deviation.counterexample.problem)
     assert deviation.region_text
@@ -62,3 +75,19 @@ def test_a_region_is_left_out_of_the_search_and_the_rest_of_its_dtype_is_not():
     with pytest.raises(NoSuchExample):
         find(target.cases(), lambda case: case.problem.layout in ("strided", "channels_last"),
              settings=quick)
+
+
+def test_a_deviation_is_strict_only_on_the_torch_versions_it_was_measured_on():
+    dev = DEVIATIONS[0]
+    assert dev.measured_on == ("2.13",)
+    assert dev.verified_on("2.13.0+cpu") and dev.verified_on("2.13.1")
+    assert not dev.verified_on("2.14.0") and not dev.verified_on("2.1.3")
+    assert replay_mark(dev, "2.13.0").kwargs["strict"] is True
+    later = replay_mark(dev, "2.14.0+cu124")
+    assert later.kwargs["strict"] is False
+    assert later.kwargs["reason"].startswith("recorded for torch 2.13, not verified on torch 2.14:")
+
+
+def test_every_deviation_names_the_torch_versions_it_was_measured_on():
+    for dev in DEVIATIONS:
+        assert dev.measured_on and all(v.count(".") == 1 for v in dev.measured_on), dev

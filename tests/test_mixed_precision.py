@@ -15,7 +15,7 @@ from torch import nn
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
 from bn_invariants.invariants.catalogue.mixed_precision import check
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.deviations import DEVIATIONS
+from bn_invariants.invariants.known_deviations import DEVIATIONS
 from bn_invariants.invariants.runner import find_violation, target_for
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem
@@ -143,7 +143,7 @@ def test_drawn_options_keep_some_float32_state():
     holds()
 
 
-BFLOAT16 = [d for d in DEVIATIONS if d.invariant == "mixed-precision" and d.dtypes == ("bfloat16",)]
+BFLOAT16 = [d for d in DEVIATIONS if d.invariant.id == "mixed-precision" and d.dtypes == ("bfloat16",)]
 
 
 @pytest.mark.parametrize("deviation", BFLOAT16, ids=lambda d: d.factories[0].__name__)

@@ -6,14 +6,14 @@ from hypothesis import settings
 from bn_invariants.invariants import REGISTRY, InvariantViolation
 from bn_invariants.invariants.catalogue.drift import bias_descent
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm
+from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm, DetachedStatisticsBatchNorm
 from bn_invariants.invariants.runner import find_violation, target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies import BNOptions, Problem
 
 SEARCH = settings(max_examples=30, derandomize=True, database=None, deadline=None)
-NAIVE = [Subject("naive-centering", NaiveCenteringBatchNorm),
-         Subject("naive-scaling", NaiveScalingBatchNorm)]
+NAIVE = [Subject("naive-centering", DetachedMeanBatchNorm),
+         Subject("naive-scaling", DetachedStatisticsBatchNorm)]
 
 
 def _search(invariant_id, subject):

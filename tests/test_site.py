@@ -3,16 +3,19 @@ script, style or font from another host, and every formula is MathML made at bui
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from tools import gen_docs
-from tools.mathml_hook import MathError, render_math, to_mathml
 from tools.site_check import page_problems, site_problems
 
-pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e \".[dev,docs]\"")
+DOCS_EXTRA = "the docs extra is not installed: pip install -e \".[dev,docs]\""
+pytest.importorskip("mkdocs", reason=DOCS_EXTRA)
+pytest.importorskip("latex2mathml", reason=DOCS_EXTRA)
+from tools.mathml_hook import MathError, render_math, to_mathml  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,20 @@ def test_hook_converts_and_refuses_unknown_commands():
         "a \\Big-sized \\langle=its TeX name, but should be the character U+27E8")
     with pytest.raises(MathError, match="unknown TeX command"):
         to_mathml("\\notacommand x", display="inline")
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="no chromium on PATH (Debian: apt-get install -y chromium); "
+                           "bash tools/browser_check.sh does the full check")
+def test_explainer_renders_math_in_a_headless_browser(site):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    run = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--proxy-server=127.0.0.1:9", "--dump-dom", (site / "explainer" / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    dom = run.stdout
+    assert "<math" in dom, (f"MathML elements in the explainer as chromium rendered it=0, "
+                            f"but should be many [chromium exit {run.returncode}: "
+                            f"{run.stderr[-500:]}]")
+    problems = page_problems(dom)
+    assert not problems, f"the explainer in chromium shows {problems[:5]}, but should show none"

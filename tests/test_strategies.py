@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 import bn_invariants.strategies as S
 from bn_invariants.strategies.shapes import LONG_REDUCTION
 from bn_invariants.invariants.reference import statistics
-from bn_invariants.invariants.catalogue.common import add_per_channel, per_channel_offsets
+from bn_invariants.invariants.cases import add_per_channel, per_channel_offsets
 
 
 @given(S.problems(dtype_ranks={"float64": (2,), "float16": (4, 5)}))

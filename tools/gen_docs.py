@@ -118,7 +118,7 @@ def cuda_results(gpu_run) -> tuple[str, dict[str, list[tuple[str, str, str]]]] |
 
 def deviations_of(invariant_id: str, device: str, deviations) -> list:
     """The known deviations of ``invariant_id`` on ``device``, in a stable order."""
-    found = [d for d in deviations if d.invariant == invariant_id and d.device == device]
+    found = [d for d in deviations if d.invariant.id == invariant_id and d.device == device]
     return sorted(found, key=lambda d: (d.dtypes, repr(d.counterexample)))
 
 
@@ -344,7 +344,7 @@ def with_nav(mkdocs_text: str, families: dict) -> str:
 def render(root: Path = ROOT) -> dict[str, str]:
     """Every generated file: path relative to ``root`` -> its full text."""
     from bn_invariants.invariants import REGISTRY
-    from bn_invariants.invariants.deviations import DEVIATIONS
+    from bn_invariants.invariants.known_deviations import DEVIATIONS
 
     families: dict[str, list] = {}
     for invariant in REGISTRY.values():

@@ -97,7 +97,7 @@ def classify(error) -> str:
 
 def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> dict:
     """Run one invariant against one subject; verdict, first failing example, seconds."""
-    import bn_invariants.invariants
+    from bn_invariants import invariants
     from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import find_violation, target_for
     subject = subjects()[name][0]
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import bn_invariants.invariants
+    from bn_invariants import invariants
     table = subjects()
     all_ids = sorted(invariants.REGISTRY)
     names = args.mutants.split(",") if args.mutants else list(table)

@@ -12,11 +12,11 @@ the data has moved on without the figure.
 bias_drift.png: gradient descent on a bias b before the normalisation
 (``invariants.catalogue.drift.bias_descent``, the code of the no-bias-drift
 invariant), for the float64 reference and torch's BatchNorm1d against the naive
-rule of Ioffe & Szegedy (2015, section 2) (``invariants.naive.NaiveCenteringBatchNorm``).
+rule of Ioffe & Szegedy (2015, section 2) (``bn_invariants.zoo.detached_mean.DetachedMeanBatchNorm``).
 
 scale_drift.png: gradient descent on the weights W of a linear layer before a
 normalisation that also scales, proper against naive
-(``invariants.naive.NaiveScalingBatchNorm``, which treats E[x] and Var[x] as constants).
+(``bn_invariants.zoo.detached_mean.DetachedStatisticsBatchNorm``, which treats E[x] and Var[x] as constants).
 """
 from __future__ import annotations
 
@@ -33,10 +33,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bn_invariants.invariants.catalogue.drift import bias_descent  # noqa: E402
-from bn_invariants.invariants.catalogue.scale_invariant_weights import (mix, mixing_weight,  # noqa: E402
-                                                          weight_gradient)
-from bn_invariants.invariants.harness import build  # noqa: E402
-from bn_invariants.invariants.naive import NaiveCenteringBatchNorm, NaiveScalingBatchNorm  # noqa: E402
+from bn_invariants.invariants.mixing import mix, mixing_weight, weight_gradient
+from bn_invariants.invariants.step import build
+from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm, DetachedStatisticsBatchNorm  # noqa: E402
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject  # noqa: E402
 from bn_invariants.strategies import Problem  # noqa: E402
 
@@ -46,8 +45,8 @@ DATA = ROOT / "docs" / "data"
 STAMP_KEY = "Data-digest"
 """The PNG text key under which kill_matrix.png records ``figure_stamp`` of its data."""
 PROPER = (REFERENCE_SUBJECT, Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d))
-NAIVE_CENTERING = Subject("naive rule (E[x] held constant)", NaiveCenteringBatchNorm)
-NAIVE_SCALING = Subject("naive rule (E[x], Var[x] held constant)", NaiveScalingBatchNorm)
+NAIVE_CENTERING = Subject("naive rule (E[x] held constant)", DetachedMeanBatchNorm)
+NAIVE_SCALING = Subject("naive rule (E[x], Var[x] held constant)", DetachedStatisticsBatchNorm)
 BIAS_PROBLEM = Problem(shape=(32, 3), dtype="float64", seed=4)
 SCALE_PROBLEM = Problem(shape=(32, 3), dtype="float64", seed=2)
 

@@ -2,6 +2,7 @@
 # Soak: the ci profile's settings (30 examples, no database, no deadline) under N different
 # seeds, on torch's own batch norms on the CPU.  Usage: bash tools/soak.sh [N]
 set -uo pipefail
+case "${1:-}" in -h|--help) sed -n '2,3p' "$0" | cut -c3-; exit 0 ;; esac
 runs=${1:-20}
 failed=0
 for seed in $(seq 1 "$runs"); do
@@ -11,4 +12,5 @@ for seed in $(seq 1 "$runs"); do
   echo "seed $seed: $line"
   case "$line" in *failed*|*error*) failed=1 ;; esac
 done
+if [ "$failed" = 0 ]; then echo "soak: $runs seeds, no failure"; else echo "soak: $runs seeds, failures above"; fi
 exit $failed

@@ -135,7 +135,7 @@ def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> 
     The first search pays the process's one-time costs (lazy imports, Hypothesis's
     first scan of the project's modules), so the timings come from the second;
     ``repeatable`` says whether both found the same thing."""
-    import bn_invariants.invariants
+    from bn_invariants import invariants
     from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import target_for
     subject = subjects()[name][0]

@@ -18,42 +18,17 @@ semantics (and ``torch.nn.functional.batch_norm``'s for ranks 2 to 5):
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from bn_invariants.invariants.reference import BatchNormModule, channel_view
 
 
-def channel_view(values: torch.Tensor, rank: int) -> torch.Tensor:
-    """A per-channel vector shaped (1, C, 1, ...) to broadcast against rank-``rank`` input."""
-    return values.reshape((1, -1) + (1,) * (rank - 2))
-
-
-class ZooBatchNorm(nn.Module):
-    """Batch norm over (N, C, *) input of rank 2 to 5, with BatchNorm2d's constructor."""
+class ZooBatchNorm(BatchNormModule):
+    """Batch norm over (N, C, *) input of rank 2 to 5, with BatchNorm2d's constructor
+    (``BatchNormModule``, shared with the suite's model subjects)."""
 
     BUG = "none: the zoo's control"
     SOURCE = "torch.nn.BatchNorm2d documentation; Ioffe & Szegedy (2015), Algorithm 1"
     CAUGHT_BY: tuple = ()
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, device=None, dtype=None):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        kw = {"device": device, "dtype": dtype}
-        if affine:
-            self.weight = nn.Parameter(torch.ones(num_features, **kw))
-            self.bias = nn.Parameter(torch.zeros(num_features, **kw))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **kw))
-            self.register_buffer("running_var", torch.ones(num_features, **kw))
-            self.register_buffer("num_batches_tracked",
-                                 torch.tensor(0, dtype=torch.long, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
 
     # --- the steps a mutant may override -------------------------------------------
 

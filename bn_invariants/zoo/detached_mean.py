@@ -21,3 +21,21 @@ class DetachedMeanBatchNorm(ZooBatchNorm):
         mean = x.mean(dims, keepdim=True).detach()
         var = ((x - mean) ** 2).mean(dims, keepdim=True)
         return mean, var
+
+
+class DetachedStatisticsBatchNorm(ZooBatchNorm):
+    """Batch norm whose backward treats both E[x] and Var[x] as constants: the naive rule
+    for a normalisation that also scales (Ioffe & Szegedy 2015, section 2).
+
+    Not one of the zoo's MUTANTS (its two bugs are DetachedMeanBatchNorm's and
+    DetachedVarianceBatchNorm's); the explainer's plots and tests/test_naive_rule.py use it.
+    """
+
+    BUG = "the batch mean and variance are detached from the graph"
+    SOURCE = "Ioffe & Szegedy (2015), section 2"
+    CAUGHT_BY = ("zero-bias-gradient", "input-gradient-sums-to-zero")
+
+    def batch_statistics(self, x, dims):
+        mean = x.mean(dims, keepdim=True).detach()
+        var = ((x - mean) ** 2).mean(dims, keepdim=True).detach()
+        return mean, var

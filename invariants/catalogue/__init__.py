@@ -1,5 +1,7 @@
-"""The catalogue: one module per family; importing this package registers them all.
+"""The catalogue: one module per family of invariants; importing this package registers them all.
 
+Each module here registers at least one invariant and imports only the kernel (the modules
+directly under invariants/) and strategies, never another family (tests/test_architecture.py).
 To add an invariant, write (or extend) a module here that calls ``register``:
 
     register(Invariant(
@@ -15,5 +17,4 @@ import importlib
 import pkgutil
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module != "common":
-        importlib.import_module(f"{__name__}.{_module}")
+    importlib.import_module(f"{__name__}.{_module}")

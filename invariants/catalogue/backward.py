@@ -4,16 +4,15 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
-                                                 input_gradient, per_channel_sum,
-                                                 radial_reference_error, radial_value,
-                                                 reference_xhat_error, rounded_cotangent)
-from bn_invariants.invariants.catalogue.precision import parameter_gradient_tolerances
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.reference import closed_form, per_channel_sum, radial_value
+from bn_invariants.invariants.bounds import elementwise_tolerance, radial_reference_error, reference_xhat_error
+from bn_invariants.invariants.step import input_gradient, rounded_cotangent
+from bn_invariants.invariants.bounds import parameter_gradient_tolerances
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import gradient_sum_tolerance
+from bn_invariants.invariants.bounds import gradient_sum_tolerance
 from bn_invariants.strategies import bn_options, finfo
 
 

@@ -5,11 +5,11 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases, per_channel_offsets, strengths
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import gradient_sum_tolerance
+from bn_invariants.invariants.bounds import gradient_sum_tolerance
 from bn_invariants.strategies import apply_layout, finfo
 
 

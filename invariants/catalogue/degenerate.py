@@ -4,16 +4,16 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.assertions import CLEAR_ERRORS
+from bn_invariants.invariants.step import buffers
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import reduce_dims, statistics
 from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.invariants.bounds import output_tolerance
 from bn_invariants.strategies import DTYPE_NAMES, LAYOUTS, REGIMES, Problem, bn_options, layouts, regimes
 
-CLEAR_ERRORS = (ValueError, RuntimeError)
-"""What a batch norm may raise for an input it cannot normalise."""
 
 
 @st.composite
@@ -49,11 +49,6 @@ def empty_shape(rank, channels):
     return batch_zero | side_zero
 
 
-def buffers(module) -> dict:
-    """Copies of running_mean, running_var and num_batches_tracked (those present)."""
-    names = ("running_mean", "running_var", "num_batches_tracked")
-    return {n: getattr(module, n).detach().clone() for n in names
-            if isinstance(getattr(module, n, None), torch.Tensor)}
 
 
 def seed_buffers(module, problem) -> None:

@@ -12,64 +12,21 @@ from dataclasses import dataclass
 import torch
 from hypothesis import reject
 
+from bn_invariants.invariants.step import StepRecord, affine_views, momentum_factor, record_step
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.precision import (input_gradient_tolerance,
-                                            parameter_gradient_tolerances, running_tolerances)
-from bn_invariants.invariants.harness import build
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.bounds import input_gradient_tolerance, parameter_gradient_tolerances, running_tolerances
+from bn_invariants.invariants.step import build
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.subjects import SubjectError
-from bn_invariants.invariants.tolerances import as_channel, output_tolerance
-from bn_invariants.strategies import apply_layout
+from bn_invariants.invariants.bounds import output_tolerance
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """What one training step produced, as float64 CPU tensors (None where the module
-    has no such tensor), and the dtype each came back in."""
-
-    output: torch.Tensor
-    input_grad: torch.Tensor
-    weight_grad: torch.Tensor | None
-    bias_grad: torch.Tensor | None
-    running_mean: torch.Tensor | None
-    running_var: torch.Tensor | None
-    batches: int | None
-    dtypes: dict
 
 
-def _as64(t):
-    return None if t is None else t.detach().to("cpu", torch.float64).clone()
 
 
-def record_step(module, subject, problem, describe: str = "") -> StepRecord:
-    """Forward ``problem``'s values (its dtype, device and layout) through ``module`` in
-    training mode, backward the problem's cotangent in the output's dtype, and read
-    y, dl/dx, dγ, dβ and the running buffers.  The gradient is taken at a contiguous
-    leaf behind the layout copy, so every layout reports it in the same order."""
-    ctx = f"subject {subject}{describe}; {problem.summary()}"
-    leaf = problem.values.to(problem.torch_dtype).to(problem.device).requires_grad_(True)
-    y = module.train()(apply_layout(leaf, problem.layout))
-    if not isinstance(y, torch.Tensor) or not y.requires_grad:
-        raise InvariantViolation(f"BN(x).requires_grad=False, but should be True: the output "
-                                 f"depends on x [{ctx}]")
-    y.backward(problem.cotangent().to(y.dtype).to(y.device))
-    if leaf.grad is None:
-        raise InvariantViolation(f"dl/dx=None, but should be a tensor: the backward pass must "
-                                 f"reach the input [{ctx}]")
-    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    weight_grad = None if weight is None else weight.grad
-    bias_grad = None if bias is None else bias.grad
-    buffers = {name: getattr(module, name, None)
-               for name in ("running_mean", "running_var", "num_batches_tracked")}
-    tensors = {"output": y, "weight": weight, "bias": bias, **buffers}
-    batches = buffers["num_batches_tracked"]
-    return StepRecord(
-        _as64(y), _as64(leaf.grad), _as64(weight_grad), _as64(bias_grad),
-        _as64(buffers["running_mean"]), _as64(buffers["running_var"]),
-        None if batches is None else int(batches),
-        {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)})
 
 
 @dataclass(frozen=True)
@@ -103,20 +60,8 @@ def step_bounds(problem) -> StepBounds:
         beta_tol, gamma_tol, tol_mean, tol_var)
 
 
-def affine_views(problem):
-    """(γ, β) as harness.build copies them in, float64 channel views, or (None, None)
-    when affine=False."""
-    if not problem.options.affine:
-        return None, None
-    rank = len(problem.shape)
-    return tuple(as_channel(t, rank) for t in problem.affine())
 
 
-def momentum_factor(problem) -> float:
-    """The weight of the first batch in the running statistics: the momentum, or 1 for
-    momentum=None (a cumulative average after one batch)."""
-    m = problem.options.momentum
-    return 1.0 if m is None else m
 
 
 def _step_on(subject, problem, device: str, declines: bool) -> StepRecord:
@@ -146,7 +91,7 @@ def assert_steps_agree(problem, first, second) -> None:
     (subject_a, device_a), (subject_b, device_b) = first, second
     a = _step_on(subject_a, problem, device_a, declines=False)
     b = _step_on(subject_b, problem, device_b, declines=True)
-    if not _finite(b):
+    if not b.finite:
         # The baseline broke its own contract (torch's CPU float16 backward overflow, a
         # known deviation checked on the CPU): this example cannot judge the first side.
         reject()
@@ -172,11 +117,6 @@ def assert_steps_agree(problem, first, second) -> None:
                 f"{b.batches} as on {device_b}", when)
 
 
-def _finite(record: StepRecord) -> bool:
-    """Whether every tensor of ``record`` is finite (the exact step always is)."""
-    tensors = (record.output, record.input_grad, record.weight_grad, record.bias_grad,
-               record.running_mean, record.running_var)
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
 
 
 def _compare_optional(what, got, expected, tol, other: str, ctx: str) -> None:

@@ -7,11 +7,11 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import assert_close, assert_finite
-from bn_invariants.invariants.catalogue.common import add_per_channel, draw_cases
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import add_per_channel, draw_cases
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import SAFETY, gradient_sum_tolerance, output_tolerance
+from bn_invariants.invariants.bounds import SAFETY, gradient_sum_tolerance, output_tolerance
 from bn_invariants.strategies import apply_layout, finfo, unit_roundoff
 
 

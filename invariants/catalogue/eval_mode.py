@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.running_buffers import drawn_running_stats, eval_map, set_running_stats
-from bn_invariants.invariants.harness import build, context
-from bn_invariants.invariants.deviations import KnownDeviation, record
-from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.subjects import FunctionalBatchNorm
-from bn_invariants.strategies import BNOptions, Problem, bn_options
+from bn_invariants.invariants.cases import TRACKED, draw_cases
+from bn_invariants.invariants.step import drawn_running_stats, eval_map, set_running_stats
+from bn_invariants.invariants.step import build, context
+from bn_invariants.invariants.registry import Invariant, register
 
-TRACKED = bn_options(track_running_stats=True)
 
 
 def eval_module(subject, problem):
@@ -102,30 +97,6 @@ EVAL_AFFINE_MAP = register(Invariant(
     check=check_affine_map,
 ))
 
-
-def _strided_half_eval_case(shape):
-    return Case(Problem(shape=shape, dtype="float16", layout="strided", regime="tiny_variance",
-                        seed=165, options=BNOptions(eps=1e-7)))
-
-
-for _factories, _shape in (((nn.BatchNorm1d, FunctionalBatchNorm), (2, 1)),
-                           ((nn.BatchNorm2d,), (2, 1, 1, 1)),
-                           ((nn.BatchNorm3d,), (2, 1, 1, 1, 1))):
-    record(KnownDeviation(
-        invariant=EVAL_AFFINE_MAP.id, factories=_factories, device="cpu", dtypes=("float16",),
-        counterexample=_strided_half_eval_case(_shape),
-        measured=("y = 5.7305 where a x + c = 5.9912 ± 0.252 (error 0.261, 1.04x): rv = "
-                  "2.98e-7 and eps = 1e-7 make rv + eps = 3.98e-7, a float16 subnormal that "
-                  "rounds to 4.17e-7 (+4.8%), so a = gamma/sqrt(rv + eps) is 2.3% small; the "
-                  "same values contiguous, channels-last or at a storage offset give 5.9922"),
-        explanation=("torch's CPU float16 eval-mode batch norm, for strided (non-contiguous, "
-                     "not channels-last) input, forms rv + eps in float16 instead of the "
-                     "accumulation dtype, so where it is below float16's smallest normal "
-                     "(6.1e-5) it is rounded to the subnormal grid (spacing 6e-8) and "
-                     "1/sqrt(rv + eps) is off by up to half that spacing relative to it; "
-                     "the contiguous and channels-last kernels form it in float32."),
-        region=lambda problem: problem.layout == "strided",
-        region_text="strided storage"))
 
 EVAL_NO_STATE_CHANGE = register(Invariant(
     id="eval-no-state-change",

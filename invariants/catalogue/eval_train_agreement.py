@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.eval_mode import TRACKED
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.running_buffers import eval_map, set_running_stats
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import TRACKED
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.step import eval_map, set_running_stats
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.invariants.bounds import output_tolerance
 
 
 def check(subject, case):

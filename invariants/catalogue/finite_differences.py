@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
-from bn_invariants.invariants.catalogue.input_gradient import closed_form, elementwise_tolerance
-from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.reference import closed_form
+from bn_invariants.invariants.bounds import elementwise_tolerance
+from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.tolerances import SAFETY, output_tolerance, relative_error
+from bn_invariants.invariants.bounds import SAFETY, output_tolerance, relative_error
 from bn_invariants.strategies import problems, unit_roundoff
 
 MAX_ELEMENTS = 60

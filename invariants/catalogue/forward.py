@@ -6,12 +6,13 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import reduce_dims, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import SAFETY, output_tolerance
+from bn_invariants.invariants.bounds import SAFETY, output_tolerance
 from bn_invariants.strategies import bn_options, unit_roundoff
 
 U64 = unit_roundoff("float64")
@@ -30,10 +31,6 @@ def tolerance_of(problem, values, module):
     return output_tolerance(problem.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
 
 
-def assert_identical(what, got, expected, ctx):
-    """``got`` equals ``expected`` element for element (NaN where NaN): tolerance 0."""
-    __tracebackhide__ = True
-    assert_close(what, got, expected, 0.0, ctx)
 
 
 def reproducible(subject, problem, y) -> bool:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 
 from bn_invariants.invariants.assertions import assert_close, assert_true
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.degenerate import buffers
-from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.step import buffers
+from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.registry import Invariant, register
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 import dataclasses
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.precision import (half_backward_overflow_cases,
-                                            input_gradient_tolerance,
-                                            record_half_backward_overflow, training_step)
-from bn_invariants.invariants.harness import context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.bounds import input_gradient_tolerance
+from bn_invariants.invariants.step import training_step
+from bn_invariants.invariants.step import context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.invariants.bounds import output_tolerance
 from bn_invariants.strategies import LAYOUTS
 
 OTHER_LAYOUTS = tuple(name for name in LAYOUTS if name != "contiguous")
@@ -56,9 +55,3 @@ LAYOUT_INDEPENDENCE = register(Invariant(
     cases=lambda space: draw_cases(space, layouts_allowed=OTHER_LAYOUTS),
     check=check,
 ))
-
-record_half_backward_overflow(
-    LAYOUT_INDEPENDENCE.id, half_backward_overflow_cases(),
-    measured=("dl/dx is NaN in every element of the channel for strided input, finite "
-              "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
-              "1.4e5 > 65504"))

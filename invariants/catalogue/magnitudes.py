@@ -5,18 +5,15 @@ import math
 
 import torch
 from hypothesis import strategies as st
-from torch import nn
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.degenerate import CLEAR_ERRORS
-from bn_invariants.invariants.harness import affine_of, build, context
-from bn_invariants.invariants.deviations import KnownDeviation, record
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.assertions import CLEAR_ERRORS
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import Statistics, reduce_dims
-from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.subjects import FunctionalBatchNorm
-from bn_invariants.invariants.tolerances import output_tolerance
-from bn_invariants.strategies import Problem, finfo, mantissa_bits
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.bounds import output_tolerance
+from bn_invariants.strategies import finfo, mantissa_bits
 
 LOWEST_EXPONENT_FLOAT64 = -450
 """Channels scaled below 2^-450 keep that scale: ε·4^450 would overflow, and next to
@@ -108,31 +105,3 @@ EXTREME_MAGNITUDES = register(Invariant(
     })),
     check=check,
 ))
-
-
-def _overflow_case(dtype: str, rank: int, position: float) -> Case:
-    """Two values in one channel, so large that their squares overflow the accumulation dtype."""
-    shape = (2, 1) + (1,) * (rank - 2)
-    return Case(problem=Problem(shape=shape, dtype=dtype),
-                params={"position": position, "spread": 0})
-
-
-_OVERFLOWS = (  # dtype, the position of the smallest counterexample found, measured error
-    ("float32", 0.75, "error 0.544 vs tolerance 1.39e-06 (3.9e5×): max|x| = 2^68"),
-    ("bfloat16", 0.78125, "error 0.543 vs tolerance 0.046 (11.8×): max|x| = 2^71"),
-    ("float64", 0.75, "error 0.544 vs tolerance 2.59e-15 (2.1e14×): max|x| = 2^523"),
-)
-_EXPLANATION = ("torch's CPU batch norm accumulates the variance as a sum of squares in the "
-                "accumulation dtype "
-                "(float32 for float32 and bfloat16, float64 for float64) without scaling: "
-                "once n·max|x|² passes its maximum, var = inf, x̂ = 0 and the output is "
-                "silently β (running_var becomes inf) instead of raising or scaling first")
-_GROUPS = ((2, (nn.BatchNorm1d, FunctionalBatchNorm)), (4, (nn.BatchNorm2d,)),
-           (5, (nn.BatchNorm3d,)))
-
-for _dtype, _position, _measured in _OVERFLOWS:
-    for _rank, _factories in _GROUPS:
-        record(KnownDeviation(
-            invariant="extreme-magnitudes", factories=_factories, device="cpu",
-            dtypes=(_dtype,), counterexample=_overflow_case(_dtype, _rank, _position),
-            measured=_measured, explanation=_EXPLANATION))

@@ -4,25 +4,22 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.device_agreement import affine_views, momentum_factor, record_step
-from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
-                                                 per_channel_sum, rounded_cotangent)
-from bn_invariants.invariants.catalogue.numerics import half_tolerance, ulps_off
-from bn_invariants.invariants.catalogue.precision import (HALF_BACKWARD_REGION, exact_output,
-                                            half_backward_overflow_cases, non_contiguous_half,
-                                            parameter_gradient_tolerances,
-                                            record_half_backward_overflow)
-from bn_invariants.invariants.catalogue.running_buffers import batch_statistics, running_update
-from bn_invariants.invariants.deviations import KnownDeviation, record
-from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.step import affine_views, momentum_factor, record_step
+from bn_invariants.invariants.reference import closed_form, per_channel_sum
+from bn_invariants.invariants.bounds import elementwise_tolerance
+from bn_invariants.invariants.step import rounded_cotangent
+from bn_invariants.invariants.bounds import half_tolerance, ulps_off
+from bn_invariants.invariants.reference import exact_output
+from bn_invariants.invariants.bounds import parameter_gradient_tolerances
+from bn_invariants.invariants.bounds import batch_statistics, running_update
+from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.reference import statistics
-from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.subjects import FunctionalBatchNorm, SubjectError
-from bn_invariants.strategies import Problem, bn_options
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.subjects import SubjectError
+from bn_invariants.strategies import bn_options
 
 MIXED_DTYPES = ("float16", "bfloat16")
 PARAMETER_DTYPE = "float32"
@@ -156,37 +153,3 @@ MIXED_PRECISION = register(Invariant(
     check=check,
     dtypes=MIXED_DTYPES,
 ))
-
-BFLOAT16_BIAS_GRADIENT_ROUNDED = (
-    "torch's CPU batch norm, given bfloat16 input with float32 parameters in a "
-    "non-contiguous layout (channels-last or strided), returns dl/dbeta rounded to "
-    "bfloat16 (every value is a bfloat16 number; dl/dgamma is not), though it is a float32 "
-    "gradient of a float32 parameter: an error of u_bf16 |sum g| = 2^-9 relative, where a "
-    "float32 sum is off by at most u_32 k(n) sum|g|. The contiguous layout and float16 "
-    "input get the float32 sum.")
-
-# One counterexample per rank family, each the shrunk example of find_violation.
-for _factories, _shape in (((nn.BatchNorm1d, FunctionalBatchNorm), (2, 2)),
-                           ((nn.BatchNorm2d,), (2, 1, 1, 2)),
-                           ((nn.BatchNorm3d,), (2, 1, 1, 1, 2))):
-    record(KnownDeviation(
-        invariant=MIXED_PRECISION.id,
-        factories=_factories,
-        device="cpu",
-        dtypes=("bfloat16",),
-        counterexample=Case(Problem(shape=_shape, dtype="bfloat16", layout="strided", seed=0)),
-        measured=("dl/dbeta = -1.4296875 (2, 2) and -1.3515625 (ranks 4, 5), bfloat16 numbers, "
-                  "where sum g = -1.42676 and -1.35449: error 2.9e-3, 1150x to 2870x the "
-                  "tolerance (1e-6 to 2.6e-6); on (64, 3, 8, 8) channels-last, error 0.35 at "
-                  "|sum g| ~ 100, one rounding to bfloat16"),
-        explanation=BFLOAT16_BIAS_GRADIENT_ROUNDED,
-        region=non_contiguous_half,
-        region_text=HALF_BACKWARD_REGION,
-    ))
-
-# Found by the throughput benchmark's 200-example search: (2, 3, 50000) channels-last,
-# heavy tails; the float32 parameters do not save the float16 backward from overflowing.
-record_half_backward_overflow(
-    MIXED_PRECISION.id, half_backward_overflow_cases(),
-    measured=("dl/dx is inf in every element of the channel where the float64 closed form "
-              "gives 5.5e-4 ± 1.0e-4; |sum g (x - mean)| = 1.4e5 > 65504"))

@@ -1,27 +1,18 @@
 """Numerical accuracy: the forward output against the float64 oracle on the same input."""
 from __future__ import annotations
 
-import torch
-from torch import nn
 
+from bn_invariants.invariants.bounds import half_tolerance, ulps_off
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.precision import exact_output, ulp
-from bn_invariants.invariants.deviations import KnownDeviation, record
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.reference import exact_output
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
-from bn_invariants.invariants.registry import Case, Invariant, register
-from bn_invariants.invariants.subjects import FunctionalBatchNorm
-from bn_invariants.invariants.tolerances import SAFETY, output_tolerance, summation_factor
-from bn_invariants.strategies import Problem, accumulation_dtype, unit_roundoff
+from bn_invariants.invariants.registry import Invariant, register
+from bn_invariants.invariants.bounds import output_tolerance
 
 HALF_DTYPES = ("float16", "bfloat16")
 
-ULPS = 2
-"""Units in the last place allowed on top of the float32 part: an output computed in
-float32 and rounded once is within half an ulp of its float32 value, the correctly
-rounded reference within half an ulp of the exact one, and at a binade boundary one
-of those ulps can be twice the other: 1/2 * 2 + 1/2 <= 2."""
 
 
 def _forward(subject, problem):
@@ -40,23 +31,8 @@ def check_reference(subject, case):
     assert_close("BN(x)", y, expected, tol, context(subject, p))
 
 
-def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
-    """ULPS ulps of the correctly rounded output, plus the error of statistics
-    accumulated in float32: SAFETY u_acc [k(n)(1 + |mu|/s + |xhat|)|gamma| + |beta|]."""
-    u_acc = unit_roundoff(accumulation_dtype(dtype))
-    g = 1.0 if gamma is None else gamma.abs()
-    b = 0.0 if beta is None else beta.abs()
-    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
-    accumulated = SAFETY * u_acc * (summation_factor(stats.n) * conditioning * g + b)
-    return ULPS * ulp(rounded, dtype) + accumulated
 
 
-def ulps_off(y: torch.Tensor, rounded: torch.Tensor, dtype: str) -> float:
-    """The largest |y - rounded| in ulps of ``rounded`` (NaN when the shapes differ)."""
-    got = y.detach().to("cpu", torch.float64)
-    if got.shape != rounded.shape:
-        return float("nan")
-    return float(((got - rounded).abs() / ulp(rounded, dtype)).max())
 
 
 def check_half(subject, case):
@@ -120,31 +96,3 @@ HALF_PRECISION_ULP = register(Invariant(
     check=check_half,
     dtypes=HALF_DTYPES,
 ))
-
-
-HALF_STATISTICS_ROUNDED = (
-    "torch's CPU batch norm rounds the batch mean and 1/s to the input dtype (they are "
-    "kept in the parameter dtype) before forming y = (x - mean) * invstd * gamma + beta "
-    "in float32; its outputs match that model bit for bit on these examples. Rounding "
-    "them costs u_half (|mu|/s + |xhat|)|gamma| absolutely, many ulps of an output near "
-    "zero, where float32 statistics and one final rounding would stay within 2 ulps.")
-
-# One counterexample per rank family, so each torch factory replays one it accepts:
-# the shrunk examples of find_violation (float16: (5, 2), bfloat16: (2, 3), seed 0).
-for _dtype, _base, _measured in (
-        ("float16", (5, 2), "error 6.87e-05 = 18 ulps at y = -0.00467 (7.7x the tolerance "
-                            "8.91e-06); up to ~1700 ulps seen on (16, 4, 3, 3)"),
-        ("bfloat16", (2, 3), "error 0.0117 = 3 ulps at y = -0.926 (1.5x the tolerance "
-                             "0.0078); up to ~1600 ulps seen on (16, 4, 3, 3)")):
-    for _factories, _spatial in (((nn.BatchNorm1d, FunctionalBatchNorm), ()),
-                                 ((nn.BatchNorm2d,), (1, 1)),
-                                 ((nn.BatchNorm3d,), (1, 1, 1))):
-        record(KnownDeviation(
-            invariant=HALF_PRECISION_ULP.id,
-            factories=_factories,
-            device="cpu",
-            dtypes=(_dtype,),
-            counterexample=Case(Problem(shape=_base + _spatial, dtype=_dtype, seed=0)),
-            measured=_measured,
-            explanation=HALF_STATISTICS_ROUNDED,
-        ))

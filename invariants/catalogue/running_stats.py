@@ -6,11 +6,10 @@ import dataclasses
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import assert_close, assert_true
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.running_buffers import (batch_statistics, drawn_running_stats, dtype_name,
-                                                  running_buffers, running_update,
-                                                  set_running_stats)
-from bn_invariants.invariants.harness import build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.bounds import batch_statistics, running_update
+from bn_invariants.invariants.step import drawn_running_stats, dtype_name, running_buffers, set_running_stats
+from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.strategies import bn_options
 from bn_invariants.strategies.options import MOMENTUM_VALUES

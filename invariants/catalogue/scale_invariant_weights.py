@@ -12,70 +12,28 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
-from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.input_gradient import (closed_form, elementwise_tolerance,
-                                                 radial_reference_error,
-                                                 radial_value, rounded_cotangent)
-from bn_invariants.invariants.harness import affine_of, build, context
-from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.mixing import gradient_terms, mix, mixing_weight, weight_gradient
+from bn_invariants.invariants.bounds import radial_tolerance
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.reference import radial_value
+from bn_invariants.invariants.bounds import radial_reference_error
+from bn_invariants.invariants.step import affine_of, build, context
+from bn_invariants.invariants.reference import reduce_dims
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import SAFETY, relative_error
-from bn_invariants.strategies import REGIMES, accumulation_dtype, apply_layout, finfo, unit_roundoff
-
-POSITIVE_VARIANCE = tuple(r for r in REGIMES if r not in ("constant_channels", "tiny_variance"))
-"""Regimes where every channel of W u has a variance clearly above zero in every dtype,
-as eps = 0 (or eps tiny relative to it) needs."""
+from bn_invariants.invariants.bounds import SAFETY, relative_error
+from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 
-def mixing_weight(problem, scale: float = 1.0) -> torch.Tensor:
-    """W (C, C), float64, entries ±(0.5..1.5)/sqrt(C) (no subnormals, rows of norm about 1)
-    rounded to the dtype, times ``scale`` (a power of two keeps it exact)."""
-    gen = problem.generator(5)
-    c = problem.num_features
-    sign = torch.where(torch.rand(c, c, generator=gen) < 0.5, -1.0, 1.0).double()
-    size = 0.5 + torch.rand(c, c, generator=gen, dtype=torch.float64)
-    weight = (sign * size / c ** 0.5).to(problem.torch_dtype).double()
-    return weight * scale
 
 
-def mix(weight: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """x = W u over the channel dimension: x[n, c, ...] = sum_k W[c, k] u[n, k, ...]."""
-    return torch.einsum("ck,nk...->nc...", weight, u)
 
 
-def weight_gradient(subject, problem, weight64, *, module):
-    """(dl/dW, x) as float64 for l = sum(g * BN(W u)); x is the input the subject saw."""
-    weight = weight64.detach().clone().to(problem.torch_dtype).to(problem.device).requires_grad_(True)
-    x = apply_layout(mix(weight, problem.input()), problem.layout)
-    y = module(x)
-    if not y.requires_grad:
-        raise InvariantViolation(f"BN(W u).requires_grad=False, but should be True "
-                                 f"[{context(subject, problem)}]")
-    y.backward(problem.cotangent().to(y.dtype).to(problem.device))
-    return weight.grad.to("cpu", torch.float64), x.detach().to("cpu", torch.float64)
 
 
-def gradient_terms(problem, x, eps, gamma):
-    """(stats of x, g, closed-form dl/dx, its elementwise tolerance), all float64."""
-    stats = statistics(x, eps)
-    g = rounded_cotangent(problem)
-    return stats, g, closed_form(stats, g, gamma), elementwise_tolerance(problem.dtype, stats, g, gamma)
 
 
-def radial_tolerance(problem, magnitude, dx, dx_tol, forward_length: int):
-    """Bound on |sum_i dl/dx_i (W u)_i - sum_i dl/dx_i x_i| per channel, (C,).
 
-    ``magnitude`` is |W| |u| (or |a u|) elementwise: the error of each dl/dx_i is
-    weighted by it; the backward's reduction over n adds (u_acc k(n) + u_out) of
-    sum |dl/dx| |W||u|, and x = fl(W u), a reduction over ``forward_length``, is off
-    by (u_acc k(K) + u_out) |W||u| plus, where it is subnormal, the spacing u_sub."""
-    dims = reduce_dims(dx.dim())
-    rel = (relative_error(problem.dtype, problem.reduction_length)
-           + relative_error(problem.dtype, forward_length))
-    spacing = finfo(problem.dtype).tiny * finfo(problem.dtype).eps
-    total = magnitude * (dx_tol + SAFETY * rel * dx.abs()) + SAFETY * spacing * dx.abs()
-    return total.sum(dims).flatten() + finfo(problem.dtype).tiny
 
 
 def check_radial(subject, case):

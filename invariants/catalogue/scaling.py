@@ -8,12 +8,12 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.forward import assert_identical
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.assertions import assert_identical
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import reduce_dims, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance, shifted_input_rounding
+from bn_invariants.invariants.bounds import output_tolerance, shifted_input_rounding
 from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 

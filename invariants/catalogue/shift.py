@@ -4,11 +4,11 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.catalogue.common import add_per_channel, draw_cases, per_channel_offsets, strengths
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import add_per_channel, draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance, shifted_input_rounding
+from bn_invariants.invariants.bounds import output_tolerance, shifted_input_rounding
 from bn_invariants.strategies import exact_shift_grid
 
 

@@ -8,15 +8,15 @@ import torch
 from hypothesis import reject, strategies as st
 
 from bn_invariants.invariants.assertions import assert_close, assert_finite
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.catalogue.input_gradient import radial_reference_error, radial_value
-from bn_invariants.invariants.catalogue.scale_invariant_weights import (POSITIVE_VARIANCE, gradient_terms,
-                                                          mix, mixing_weight, radial_tolerance,
-                                                          weight_gradient)
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.bounds import radial_reference_error
+from bn_invariants.invariants.reference import radial_value
+from bn_invariants.invariants.mixing import POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight, weight_gradient
+from bn_invariants.invariants.bounds import radial_tolerance
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import SAFETY
+from bn_invariants.invariants.bounds import SAFETY
 from bn_invariants.strategies import apply_layout, finfo, unit_roundoff
 
 EPS_FRACTION = 2.0 ** -20

@@ -1,4 +1,4 @@
-"""Pieces the catalogue's entries share."""
+"""Drawing Cases: what every family of the catalogue draws its examples with."""
 from __future__ import annotations
 
 import torch
@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from bn_invariants.invariants.registry import Case, Space
 from bn_invariants.invariants.reference import channel_view
-from bn_invariants.strategies import max_offset_ratio, problems
+from bn_invariants.strategies import bn_options, max_offset_ratio, problems
 
 
 def draw_cases(space: Space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:
@@ -39,3 +39,7 @@ def per_channel_offsets(problem, std: torch.Tensor, strength: float, stream: int
 def add_per_channel(values: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """values + b broadcast over channels (float64, exact for float64 inputs)."""
     return values + channel_view(b, values.dim())
+
+
+TRACKED = bn_options(track_running_stats=True)
+"""Options drawn with running statistics, for the invariants that read them."""

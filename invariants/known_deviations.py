@@ -1,0 +1,271 @@
+"""The table of torch's known deviations, as data: one entry per (invariant, factories,
+dtype) with its minimal counterexample, what was measured and why it happens.
+
+Keyed by the Invariant objects of the registry (a misspelt id fails at import); each
+region predicate is named for the storage it covers.  The runner excludes each region
+from the property test and replays the counterexample as an xfail (``deviations``).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from bn_invariants.invariants import catalogue  # noqa: F401  (registers every invariant)
+from bn_invariants.invariants.deviations import KnownDeviation
+from bn_invariants.invariants.registry import REGISTRY, Case, Space
+from bn_invariants.invariants.subjects import TORCH_FACTORIES, FunctionalBatchNorm
+from bn_invariants.strategies import BNOptions, Problem
+
+MEASURED_ON = ("2.13",)
+"""The torch versions every entry below was measured on (torch 2.13.0, CPU)."""
+
+RANK_FAMILIES = ((nn.BatchNorm1d, FunctionalBatchNorm), (nn.BatchNorm2d,), (nn.BatchNorm3d,))
+"""torch's factories by the ranks they accept (2 and any, 4, 5): one counterexample each."""
+
+
+# ---- regions -------------------------------------------------------------------------
+
+def strided_or_channels_last(problem) -> bool:
+    """Input in strided or channels-last storage (torch's non-contiguous CPU kernels)."""
+    return problem.layout in ("strided", "channels_last")
+
+
+def strided(problem) -> bool:
+    """Input in strided storage (non-contiguous, not channels-last)."""
+    return problem.layout == "strided"
+
+
+STRIDED_OR_CHANNELS_LAST = "strided or channels-last storage"
+
+
+def _entry(invariant_id, factories, dtype, counterexample, measured, explanation,
+           region=None, region_text="") -> KnownDeviation:
+    return KnownDeviation(
+        invariant=REGISTRY[invariant_id], factories=factories, device="cpu", dtypes=(dtype,),
+        counterexample=counterexample, measured=measured, explanation=explanation,
+        measured_on=MEASURED_ON, region=region, region_text=region_text)
+
+
+# ---- float16 backward overflow (strided or channels-last) ----------------------------
+
+HALF_BACKWARD_OVERFLOW = (
+    "torch's CPU float16 backward, for channels-last or strided input (a contiguous copy of "
+    "the same values takes another kernel and passes), holds a per-channel intermediate in "
+    "float16: the sum of g (x - mean), or that sum times 1/(var + eps). Once it passes 65504 "
+    "(the float16 maximum) it overflows and dl/dx is NaN for the whole channel, though the "
+    "exact gradient, the input and the output are all in float16's range; float32 "
+    "accumulation, the standard for half types, would not overflow. Reached by heavy tails "
+    "over a long reduction (the sum itself) and by tiny variance with a small eps (1/var "
+    "near 1e6).")
+
+
+def _long_reduction_cases(make_case):
+    """(factories, make_case(shape, family)) for torch's three rank families, each on the
+    strategy's long-reduction shape with one channel (family 0, 1, 2: ranks 2, 4, 5)."""
+    shapes = ((100000, 1), (2, 1, 224, 224), (2, 1, 37, 37, 37))
+    return tuple((factories, make_case(shape, family))
+                 for family, (factories, shape) in enumerate(zip(RANK_FAMILIES, shapes)))
+
+
+def half_backward_overflow_cases():
+    """(factories, counterexample) for the float16 backward overflow, one per rank family:
+    the strategy's long-reduction shapes, one channel, strided, heavy tails."""
+    return _long_reduction_cases(lambda shape, _: Case(Problem(
+        shape=shape, dtype="float16", layout="strided", regime="heavy_tails", severity=1.0,
+        seed=1)))
+
+
+def half_backward_tiny_variance_cases(params=None):
+    """(factories, counterexample) for the float16 backward overflow through 1/(var + eps):
+    the long-reduction shapes, one channel, strided, tiny variance (std 1e-3), eps = 1e-7;
+    ``params`` are the invariant's own."""
+    seeds = (1, 1, 2)  # the first seed that fails for each family
+    return _long_reduction_cases(lambda shape, family: Case(Problem(
+        shape=shape, dtype="float16", layout="strided", regime="tiny_variance",
+        seed=seeds[family], options=BNOptions(eps=1e-7)), params or {}))
+
+
+def half_backward_overflow(invariant_id: str, cases, measured: str) -> list[KnownDeviation]:
+    """The float16 backward overflow as deviations of ``invariant_id``, one per
+    (factories, counterexample) of ``cases``."""
+    return [_entry(invariant_id, factories, "float16", case, measured, HALF_BACKWARD_OVERFLOW,
+                   strided_or_channels_last, STRIDED_OR_CHANNELS_LAST)
+            for factories, case in cases]
+
+
+# Found by a 200-example float16 search per invariant (python3 -m benchmarks.throughput
+# first hit it): tiny variance and eps = 1e-7 over a long reduction make 1/(var + eps)
+# times the per-channel sum of g (x - mean) pass 65504.
+TINY_VARIANCE_OVERFLOWS = {
+    "input-gradient-closed-form": (
+        {}, "dl/dx is NaN in all 100000 elements of the channel; the float64 closed form "
+            "gives 389.4 ± 29 at the first (1/var = 9e5, sum g (x - mean) = 0.27 per 1e5 "
+            "values)"),
+    "input-gradient-sums-to-zero": (
+        {}, "sum_i dl/dx_i is NaN where it should be 0 ± 1.9e6"),
+    "zero-bias-gradient": (
+        {"bias": 0.0}, "dl/db is NaN where it should be 0 ± 3.5e6: the paper's zero "
+                       "gradient, lost to the overflow"),
+    "no-bias-drift": (
+        {"steps": 2, "lr": 1.0}, "b_1 is NaN after one step of gradient descent on b"),
+    "variance-held-out-drift": (
+        {"steps": 2, "lr": 1.0}, "dl/da is NaN where the float64 value is -45.2 ± 1.3e4"),
+    "weight-gradient-radial": (
+        {}, "<W, dl/dW> is NaN where the float64 value is -5.57 ± 7.9e3"),
+}
+
+# Heavy tails over a long reduction: |sum g (x - mean)| = 1.4e5 > 65504.
+HEAVY_TAIL_OVERFLOWS = {
+    "layout-independence": (
+        "dl/dx is NaN in every element of the channel for strided input, finite "
+        "(|dl/dx| ~ 5e-4) for the same values contiguous; |sum g (x - mean)| = "
+        "1.4e5 > 65504"),
+    "differential-agreement": (
+        "dl/dx is NaN in every element of the channel where the float64 reference "
+        "gives finite values (|dl/dx| ~ 5e-4); |sum g (x - mean)| = 1.4e5 > 65504"),
+    # Found by the throughput benchmark's 200-example search: (2, 3, 50000) channels-last;
+    # the float32 parameters do not save the float16 backward from overflowing.
+    "mixed-precision": (
+        "dl/dx is inf in every element of the channel where the float64 closed form "
+        "gives 5.5e-4 ± 1.0e-4; |sum g (x - mean)| = 1.4e5 > 65504"),
+}
+
+HALF_BACKWARD = [
+    *(dev for invariant_id, (params, measured) in TINY_VARIANCE_OVERFLOWS.items()
+      for dev in half_backward_overflow(invariant_id, half_backward_tiny_variance_cases(params),
+                                        measured)),
+    *(dev for invariant_id, measured in HEAVY_TAIL_OVERFLOWS.items()
+      for dev in half_backward_overflow(invariant_id, half_backward_overflow_cases(), measured)),
+    *half_backward_overflow(
+        "weight-gradient-inverse-scale",
+        [(TORCH_FACTORIES, Case(
+            problem=Problem(shape=(2, 3, 224, 224), dtype="float16", layout="channels_last",
+                            regime="heavy_tails", severity=0.5625, seed=0),
+            params={"scale": 4.0}))],
+        measured=("4 dl/dW(4W; 16 eps) is NaN in 3 of 9 elements (expected 283, 26.25, 156.75; "
+                  "tolerance finite): every one of the 100352 dl/dx of channel 0 is NaN, where "
+                  "the float64 closed form has |dl/dx| <= 0.0245; the unscaled run and the "
+                  "reference subject pass")),
+    *half_backward_overflow(
+        "weight-norm-nondecreasing",
+        [(TORCH_FACTORIES, Case(
+            problem=Problem(shape=(100000, 2), dtype="float16", layout="strided",
+                            regime="heavy_tails", severity=0.75, seed=0),
+            params={"steps": 1, "lr": 0.5}))],
+        measured=("dl/dW is NaN in row 1 (the reference subject gives [-92.8, 52.6]), so the "
+                  "norm identity reads NaN: channel 1 of W u has var 2.1e4, |x| <= 2254 and "
+                  "sum g (x - mu) = 6.9e4 > 65504; channel 0 (sum 3.5e3) is fine")),
+]
+
+
+# ---- bfloat16 dl/dβ rounded (strided or channels-last, mixed precision) ---------------
+
+BFLOAT16_BIAS_GRADIENT_ROUNDED = (
+    "torch's CPU batch norm, given bfloat16 input with float32 parameters in a "
+    "non-contiguous layout (channels-last or strided), returns dl/dbeta rounded to "
+    "bfloat16 (every value is a bfloat16 number; dl/dgamma is not), though it is a float32 "
+    "gradient of a float32 parameter: an error of u_bf16 |sum g| = 2^-9 relative, where a "
+    "float32 sum is off by at most u_32 k(n) sum|g|. The contiguous layout and float16 "
+    "input get the float32 sum.")
+
+# One counterexample per rank family, each the shrunk example of find_violation.
+BFLOAT16_BIAS_GRADIENT = [
+    _entry("mixed-precision", factories, "bfloat16",
+           Case(Problem(shape=shape, dtype="bfloat16", layout="strided", seed=0)),
+           ("dl/dbeta = -1.4296875 (2, 2) and -1.3515625 (ranks 4, 5), bfloat16 numbers, "
+            "where sum g = -1.42676 and -1.35449: error 2.9e-3, 1150x to 2870x the "
+            "tolerance (1e-6 to 2.6e-6); on (64, 3, 8, 8) channels-last, error 0.35 at "
+            "|sum g| ~ 100, one rounding to bfloat16"),
+           BFLOAT16_BIAS_GRADIENT_ROUNDED, strided_or_channels_last, STRIDED_OR_CHANNELS_LAST)
+    for factories, shape in zip(RANK_FAMILIES, ((2, 2), (2, 1, 1, 2), (2, 1, 1, 1, 2)))]
+
+
+# ---- float16 eval-mode rv + eps in float16 (strided) ---------------------------------
+
+EVAL_HALF_VARIANCE = [
+    _entry("eval-affine-map", factories, "float16",
+           Case(Problem(shape=shape, dtype="float16", layout="strided", regime="tiny_variance",
+                        seed=165, options=BNOptions(eps=1e-7))),
+           ("y = 5.7305 where a x + c = 5.9912 ± 0.252 (error 0.261, 1.04x): rv = "
+            "2.98e-7 and eps = 1e-7 make rv + eps = 3.98e-7, a float16 subnormal that "
+            "rounds to 4.17e-7 (+4.8%), so a = gamma/sqrt(rv + eps) is 2.3% small; the "
+            "same values contiguous, channels-last or at a storage offset give 5.9922"),
+           ("torch's CPU float16 eval-mode batch norm, for strided (non-contiguous, "
+            "not channels-last) input, forms rv + eps in float16 instead of the "
+            "accumulation dtype, so where it is below float16's smallest normal "
+            "(6.1e-5) it is rounded to the subnormal grid (spacing 6e-8) and "
+            "1/sqrt(rv + eps) is off by up to half that spacing relative to it; "
+            "the contiguous and channels-last kernels form it in float32."),
+           strided, "strided storage")
+    for factories, shape in zip(RANK_FAMILIES, ((2, 1), (2, 1, 1, 1), (2, 1, 1, 1, 1)))]
+
+
+# ---- half statistics rounded to the input dtype (every layout) -----------------------
+
+HALF_STATISTICS_ROUNDED = (
+    "torch's CPU batch norm rounds the batch mean and 1/s to the input dtype (they are "
+    "kept in the parameter dtype) before forming y = (x - mean) * invstd * gamma + beta "
+    "in float32; its outputs match that model bit for bit on these examples. Rounding "
+    "them costs u_half (|mu|/s + |xhat|)|gamma| absolutely, many ulps of an output near "
+    "zero, where float32 statistics and one final rounding would stay within 2 ulps.")
+
+# One counterexample per rank family, so each torch factory replays one it accepts:
+# the shrunk examples of find_violation (float16: (5, 2), bfloat16: (2, 3), seed 0).
+HALF_STATISTICS = [
+    _entry("half-precision-ulp", factories, dtype,
+           Case(Problem(shape=base + spatial, dtype=dtype, seed=0)), measured,
+           HALF_STATISTICS_ROUNDED)
+    for dtype, base, measured in (
+        ("float16", (5, 2), "error 6.87e-05 = 18 ulps at y = -0.00467 (7.7x the tolerance "
+                            "8.91e-06); up to ~1700 ulps seen on (16, 4, 3, 3)"),
+        ("bfloat16", (2, 3), "error 0.0117 = 3 ulps at y = -0.926 (1.5x the tolerance "
+                             "0.0078); up to ~1600 ulps seen on (16, 4, 3, 3)"))
+    for factories, spatial in zip(RANK_FAMILIES, ((), (1, 1), (1, 1, 1)))]
+
+
+# ---- the variance's sum of squares overflows (every layout) --------------------------
+
+SQUARES_OVERFLOW = (
+    "torch's CPU batch norm accumulates the variance as a sum of squares in the "
+    "accumulation dtype "
+    "(float32 for float32 and bfloat16, float64 for float64) without scaling: "
+    "once n·max|x|² passes its maximum, var = inf, x̂ = 0 and the output is "
+    "silently β (running_var becomes inf) instead of raising or scaling first")
+
+
+def _overflow_case(dtype: str, rank: int, position: float) -> Case:
+    """Two values in one channel, so large that their squares overflow the accumulation dtype."""
+    shape = (2, 1) + (1,) * (rank - 2)
+    return Case(problem=Problem(shape=shape, dtype=dtype),
+                params={"position": position, "spread": 0})
+
+
+EXTREME_MAGNITUDES = [
+    _entry("extreme-magnitudes", factories, dtype, _overflow_case(dtype, rank, position),
+           measured, SQUARES_OVERFLOW)
+    for dtype, position, measured in (  # the smallest counterexample's position, measured error
+        ("float32", 0.75, "error 0.544 vs tolerance 1.39e-06 (3.9e5×): max|x| = 2^68"),
+        ("bfloat16", 0.78125, "error 0.543 vs tolerance 0.046 (11.8×): max|x| = 2^71"),
+        ("float64", 0.75, "error 0.544 vs tolerance 2.59e-15 (2.1e14×): max|x| = 2^523"))
+    for rank, factories in zip((2, 4, 5), RANK_FAMILIES)]
+
+
+DEVIATIONS: tuple[KnownDeviation, ...] = (
+    *EVAL_HALF_VARIANCE, *EXTREME_MAGNITUDES, *HALF_STATISTICS, *BFLOAT16_BIAS_GRADIENT,
+    *HALF_BACKWARD)
+"""Every known deviation of torch's batch norm."""
+
+
+def excluding_deviations(invariant_id: str, subject, space: Space) -> Space:
+    """``space`` without the dtypes a known deviation without a region covers for this
+    subject (a deviation with a region is excluded case by case: ``regional_deviations``)."""
+    excluded = {d for dev in DEVIATIONS if dev.covers(invariant_id, subject, space.device)
+                and dev.region is None for d in dev.dtypes}
+    if not excluded:
+        return space
+    return space.restrict(dtypes=[d for d in space.dtype_ranks if d not in excluded])
+
+
+def regional_deviations(invariant_id: str, subject, device: str) -> tuple:
+    """The known deviations with a region that concern this invariant, subject and device."""
+    return tuple(dev for dev in DEVIATIONS
+                 if dev.region is not None and dev.covers(invariant_id, subject, device))
