@@ -14,7 +14,7 @@ import re
 from torch import nn
 
 from bn_invariants.invariants.assertions import InvariantViolation
-from bn_invariants.invariants.deviations import DEVIATIONS
+from bn_invariants.invariants.known_deviations import DEVIATIONS
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import FunctionalBatchNorm, Subject
 
@@ -49,7 +49,7 @@ def inherited(invariant, subject, case, violation: BaseException, reference) -> 
 
 
 def _reason(invariant_id, torch_subject, problem) -> str:
-    known = [d for d in DEVIATIONS if d.invariant == invariant_id and d.device == problem.device
+    known = [d for d in DEVIATIONS if d.invariant.id == invariant_id and d.device == problem.device
              and d.contains(problem)]
     named = (f"known deviation of {invariant_id} ({known[0].region_text or ', '.join(known[0].dtypes)})"
              if known else f"{invariant_id}, not recorded as a known deviation")

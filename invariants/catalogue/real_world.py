@@ -6,11 +6,11 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.catalogue.common import draw_cases
-from bn_invariants.invariants.harness import affine_of, build, context
+from bn_invariants.invariants.bounds import output_tolerance
+from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.tolerances import output_tolerance
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.strategies import bn_options
 
 STATE_NAMES = ("running_mean", "running_var")
