@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from bn_invariants.invariants.assertions import InvariantViolation
 from bn_invariants.invariants.bounds import eval_map_tolerance
+from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import as64, as_channel, channel_view, statistics
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import apply_layout, finfo
@@ -23,6 +25,7 @@ def build(subject: Subject, problem, *, training: bool = True, options=None) -> 
     opts = options or problem.options
     module = subject.build(problem.num_features, options=opts, device=problem.device,
                            dtype=problem.torch_dtype)
+    materialise(module, problem)
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     if opts.affine and weight is not None and bias is not None:
         w, b = problem.affine()
@@ -30,6 +33,25 @@ def build(subject: Subject, problem, *, training: bool = True, options=None) -> 
             weight.copy_(w)
             bias.copy_(b)
     return module.train(training)
+
+
+def is_lazy(module: nn.Module) -> bool:
+    """Whether ``module`` still has uninitialised (lazy) parameters or buffers."""
+    return any(isinstance(t, UninitializedTensorMixin)
+               for t in (*module.parameters(), *module.buffers()))
+
+
+@torch.no_grad()
+def materialise(module: nn.Module, problem) -> None:
+    """Give a lazy module (torch.nn.LazyBatchNorm2d, say) its shapes with one eval-mode
+    forward of zeros shaped like the problem's input (at least two samples), which
+    changes no running statistic; a module that is not lazy is left alone."""
+    if not is_lazy(module):
+        return
+    shape = (max(problem.shape[0], 2), *(max(s, 1) for s in problem.shape[1:]))
+    training = module.training
+    module.eval()(torch.zeros(shape, dtype=problem.torch_dtype, device=problem.device))
+    module.train(training)
 
 
 def affine_of(module: nn.Module, rank: int):
@@ -53,7 +75,7 @@ def momentum_factor(problem) -> float:
     """The weight of the first batch in the running statistics: the momentum, or 1 for
     momentum=None (a cumulative average after one batch)."""
     m = problem.options.momentum
-    return 1.0 if m is None else m
+    return 1.0 if m is None else declared().batch_weight(m)
 
 
 def context(subject: Subject, problem) -> str:
