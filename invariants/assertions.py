@@ -15,8 +15,10 @@ class Unsupported(Exception):
     """The subject explicitly declines an operation the invariant needs."""
 
 
-CLEAR_ERRORS = (ValueError, RuntimeError)
-"""What a batch norm may raise for an input it cannot normalise."""
+CLEAR_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+"""What a batch norm may raise for an input it cannot normalise: torch's ValueError and
+RuntimeError, and Python's arithmetic errors (OverflowError for statistics that overflow,
+ZeroDivisionError, FloatingPointError)."""
 
 
 def _index(flat_index: int, shape) -> tuple:

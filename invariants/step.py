@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
 from bn_invariants.invariants.bounds import eval_map_tolerance
 from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import as64, as_channel, channel_view, statistics
@@ -60,6 +60,25 @@ def affine_of(module: nn.Module, rank: int):
     if weight is None or bias is None:
         return None, None
     return as_channel(weight, rank), as_channel(bias, rank)
+
+
+def trainable_affine(module: nn.Module, subject: Subject):
+    """(weight, bias) when both are trainable tensors of their own (leaves that require
+    grad); otherwise there is no gradient of γ and β to check: Unsupported, saying why
+    (buffers, as an eval-only batch norm keeps them; a property computed from other
+    parameters; none at all)."""
+    out = []
+    for name in ("weight", "bias"):
+        t = getattr(module, name, None)
+        if not isinstance(t, torch.Tensor):
+            raise Unsupported(f"{subject} has no {name} tensor")
+        if not t.requires_grad:
+            raise Unsupported(f"{subject}'s {name} is not trainable (a buffer, or frozen)")
+        if not t.is_leaf:
+            raise Unsupported(f"{subject}'s {name} is computed from other parameters (a "
+                              f"property), so it has no gradient of its own")
+        out.append(t)
+    return tuple(out)
 
 
 def affine_views(problem):
