@@ -4,6 +4,8 @@ Every message reads ``what=got, but should be expected [context]``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -21,6 +23,20 @@ RuntimeError, and Python's arithmetic errors (OverflowError for statistics that 
 ZeroDivisionError, FloatingPointError)."""
 
 
+def half_ulp(got: torch.Tensor) -> torch.Tensor:
+    """Half a unit in the last place of each value of ``got`` in its own dtype, as float64:
+    the rounding any computed value carries, below which no tolerance may go (0 for
+    integers and non-finite values)."""
+    values = got.detach().to("cpu")
+    if not values.is_floating_point():
+        return torch.zeros(values.shape, dtype=torch.float64)
+    info = torch.finfo(values.dtype)
+    v = values.double().abs()
+    exponent = torch.frexp(v.clamp(min=info.tiny)).exponent.double()
+    half = 2.0 ** (exponent - 1) * info.eps / 2  # eps = 2**(1 - p); ulp = 2**(e - p)
+    return torch.where(torch.isfinite(v), half, torch.zeros_like(half))
+
+
 def _index(flat_index: int, shape) -> tuple:
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index), tuple(shape)))
 
@@ -36,6 +52,8 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     dtype cannot hold, and ±inf is that result rounded.
     """
     __tracebackhide__ = True
+    if not isinstance(got, torch.Tensor):
+        raise InvariantViolation(f"{what}={got!r}, but should be a tensor [{context}]")
     got64 = got.detach().to("cpu", torch.float64)
     exp64 = expected.detach().to("cpu", torch.float64)
     if got64.shape != exp64.shape:
@@ -43,6 +61,7 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
             f"{what} has shape {tuple(got64.shape)}, but should have shape "
             f"{tuple(exp64.shape)} [{context}]")
     tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(exp64)
+    tol = torch.where(tol > 0, torch.maximum(tol, half_ulp(got)), tol)
     same_special = (got64 == exp64) | (got64.isnan() & exp64.isnan())
     if overflow is not None:
         same_special |= got64.isinf() & (exp64.abs() + tol > overflow)
@@ -55,6 +74,11 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     at = _index(worst, exp64.shape)
     g, e, t = got64.flatten()[worst].item(), exp64.flatten()[worst].item(), tol.flatten()[worst].item()
     count = int((~ok).sum())
+    if math.isnan(e):
+        raise InvariantViolation(
+            f"{what}[{', '.join(map(str, at))}]={g!r}, but the expected side (the reference) "
+            f"is NaN there: the reference, not the subject, gave no value ({count} of "
+            f"{ok.numel()} elements) [{context}]")
     raise InvariantViolation(
         f"{what}[{', '.join(map(str, at))}]={g!r}, but should be {e!r} ± {t:.3g} "
         f"(error {abs(g - e):.3g}, {abs(g - e) / t if t > 0 else float('inf'):.3g}× the "

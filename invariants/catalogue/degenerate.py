@@ -157,10 +157,8 @@ ONE_VALUE_PER_CHANNEL = register(Invariant(
     tolerance=("none: a clear error (ValueError, RuntimeError or an ArithmeticError) leaves "
                "running_mean and running_var bitwise unchanged; otherwise every element of the "
                "output and of the running buffers is finite"),
-    tolerance_formula=r"	au = 0",
+    tolerance_formula=r"\tau = 0",
     cases=lambda space: st.builds(Case, problem=special_problems(space, single_value_shape)),
-    check=check_single_value,
-)),
     check=check_single_value,
 ))
 
