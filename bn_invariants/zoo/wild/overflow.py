@@ -1,5 +1,7 @@
 """A batch norm that refuses, with Python's standard OverflowError, statistics that
-overflow: a clear error, as good as torch's ValueError."""
+overflow: a clear error, as good as torch's ValueError.  It checks the sum of squares,
+the quantity a one-pass kernel (torch's included) accumulates, and only then calls
+torch's kernel."""
 from __future__ import annotations
 
 import torch
@@ -18,7 +20,8 @@ class CheckedBatchNorm(nn.modules.batchnorm._BatchNorm):
         if (self.training or not self.track_running_stats) and input.numel() > 0:
             acc = torch.float64 if input.dtype == torch.float64 else torch.float32
             dims = (0,) + tuple(range(2, input.dim()))
-            var = input.detach().to(acc).var(dim=dims, correction=0)
-            if not bool(torch.isfinite(var).all()):
-                raise OverflowError(f"batch variance overflows {acc}: rescale the input")
+            squares = (input.detach().to(acc) ** 2).sum(dim=dims)
+            if not bool(torch.isfinite(squares).all()):
+                raise OverflowError(f"the batch's sum of squares overflows {acc}: "
+                                    f"rescale the input")
         return super().forward(input)
