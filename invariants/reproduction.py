@@ -30,7 +30,7 @@ _VIOLATION = re.compile(r"^(?P<what>[^\[]+)\[(?P<index>[0-9, ]*)\]=(?P<got>\S+),
 def batch_norm64(x, weight, bias, running_mean, running_var, eps, training):
     """Batch norm in float64: batch statistics (of x divided per channel by a power of two
     near its largest |x|, exact, so no square overflows) or the running ones."""
-    x = x.detach().double()
+    x = x.double()
     dims = [0, *range(2, x.dim())]
     view = [1, -1] + [1] * (x.dim() - 2)
     if training or running_mean is None:
@@ -56,6 +56,10 @@ class Call:
     state: dict
     input: torch.Tensor
     output: object = None
+    cotangent: object = None
+    """The gradient that reached the output in a backward pass (None without one)."""
+    input_grad: object = None
+    """dl/dx of that backward pass."""
 
 
 @dataclass
@@ -92,8 +96,14 @@ def recording(subject: Subject, log: list) -> Subject:
                     built.calls.append(Call(mod.training, _tensor_state(mod), args[0].detach().clone()))
 
             def after(mod, args, output):
-                if built.calls and isinstance(output, torch.Tensor):
-                    built.calls[-1].output = output.detach().clone()
+                if not built.calls or not isinstance(output, torch.Tensor):
+                    return
+                call = built.calls[-1]
+                call.output = output.detach().clone()
+                if output.requires_grad:
+                    output.register_hook(lambda g: setattr(call, "cotangent", g.detach().clone()))
+                if args[0].requires_grad:
+                    args[0].register_hook(lambda g: setattr(call, "input_grad", g.detach().clone()))
 
             module.register_forward_pre_hook(before)
             module.register_forward_hook(after)
@@ -101,11 +111,22 @@ def recording(subject: Subject, log: list) -> Subject:
     return Subject(subject.name, factory)
 
 
-def _expected(built: Built, call: Call):
+def _expected(built: Built, call: Call, x=None):
     kw, state = built.kwargs, call.state
-    return batch_norm64(call.input, state.get("weight"), state.get("bias"),
+    return batch_norm64(call.input if x is None else x, state.get("weight"), state.get("bias"),
                         state.get("running_mean"), state.get("running_var"),
                         kw.get("eps", 1e-5), call.training or not kw.get("track_running_stats", True))
+
+
+def _compared(built: Built, call: Call, gradient: bool):
+    """(got, float64 value) of the output, or of dl/dx for the recorded cotangent."""
+    if not gradient:
+        return call.output, _expected(built, call)
+    if call.cotangent is None or call.input_grad is None:
+        return None, None
+    x64 = call.input.double().requires_grad_(True)
+    _expected(built, call, x64).backward(call.cotangent.double())
+    return call.input_grad, x64.grad
 
 
 def find_call(log: list, message: str):
@@ -116,20 +137,23 @@ def find_call(log: list, message: str):
         return None
     index = tuple(int(i) for i in match["index"].split(",") if i.strip())
     tol = float(match["tol"])
+    gradient = match["what"].startswith("dl/dx")
     for built in reversed(log):
         for call in reversed(built.calls):
-            y = call.output
+            y, expected = _compared(built, call, gradient)
             if not isinstance(y, torch.Tensor) or y.dim() != len(index) or \
                     any(i >= s for i, s in zip(index, y.shape)):
                 continue
-            got, want = float(y[index].double()), float(_expected(built, call)[index])
+            got, want = float(y[index].double()), float(expected[index])
             if not abs(got - want) <= tol:
                 return built, call, index, tol
     return None
 
 
 def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: str) -> str:
-    """The reproduction's text."""
+    """The reproduction's text: the forward pass, and for a dl/dx violation the backward
+    pass of the recorded upstream gradient, against float64 autograd of batch_norm64."""
+    gradient = what.startswith("dl/dx")
     saved, lines = {}, []
 
     def literal(name: str, t: torch.Tensor) -> str:
@@ -158,8 +182,6 @@ def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: 
         f"module = {module_name}.{attr}({args})",
     ]
     xs = literal("x", x)
-    if saved:
-        lines.insert(2, "")
     if built.lazy:
         lines.append(f"module.eval()(torch.zeros({tuple(x.shape)}, dtype={x.dtype}))  # materialise")
     lines += ["state = {", *state_lines, "}", "with torch.no_grad():",
@@ -168,19 +190,29 @@ def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: 
               "        for part in name.split('.'):",
               "            target = getattr(target, part)",
               "        target.copy_(value)",
-              f"x = {xs}{_layout(x)}",
-              f"y = module.train({call.training})(x)",
-              f"expected = batch_norm64(x, state.get('weight'), state.get('bias'), "
-              f"state.get('running_mean'), state.get('running_var'), {kwargs.get('eps', 1e-5)!r}, "
-              f"{call.training or not kwargs.get('track_running_stats', True)})",
-              f"got, want = y[{index}].item(), expected[{index}].item()",
-              f'print("{what}{list(index)} =", got, "but float64 batch norm gives", want, '
+              f"leaf = {xs}{'.requires_grad_(True)' if gradient else ''}",
+              f"x = leaf{_layout(x)}",
+              f"y = module.train({call.training})(x)"]
+    reference = (f"state.get('weight'), state.get('bias'), state.get('running_mean'), "
+                 f"state.get('running_var'), {kwargs.get('eps', 1e-5)!r}, "
+                 f"{call.training or not kwargs.get('track_running_stats', True)})")
+    if gradient:
+        lines += [f"g = {literal('g', call.cotangent)}",
+                  "y.backward(g)",
+                  "x64 = leaf.detach().double().requires_grad_(True)",
+                  f"batch_norm64(x64, {reference}.backward(g.double())",
+                  f"got, want = leaf.grad[{index}].item(), x64.grad[{index}].item()"]
+    else:
+        lines += [f"expected = batch_norm64(x, {reference}",
+                  f"got, want = y[{index}].item(), expected[{index}].item()"]
+    lines += [f'print("{what}{list(index)} =", got, "but float64 batch norm gives", want, '
               f'"(error", abs(got - want), ", tolerance {tol:.3g})")',
               f"assert abs(got - want) <= {tol!r}, 'violated'"]
     if saved:
-        path = SAVE_DIR / (hashlib.sha256(repr(sorted((k, v.numpy().tobytes().hex()[:64])
-                                                          for k, v in saved.items())).encode())
-                           .hexdigest()[:12] + ".pt")
+        digest = hashlib.sha256()
+        for k, v in sorted(saved.items()):
+            digest.update(k.encode() + v.double().numpy().tobytes())
+        path = SAVE_DIR / f"{digest.hexdigest()[:12]}.pt"
         path.parent.mkdir(exist_ok=True)
         torch.save(saved, path)
         lines.insert(2, f"saved = torch.load({str(path.resolve())!r})")
