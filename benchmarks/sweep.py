@@ -48,8 +48,8 @@ def check_round(subject, *, device: str, dtype: str, batch: int, channels: int, 
     y.backward(g.to(y.dtype).to(device))
     y64, dx = y.detach().double().cpu(), x_dev.grad.double().cpu()
     expected = stats.xhat * gamma + beta
-    out_tol = output_tolerance(dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
-    grad_tol = gradient_sum_tolerance(dtype, stats.n, stats.mean, stats.std, stats.xhat,
+    out_tol = output_tolerance(dtype, stats, gamma, beta)
+    grad_tol = gradient_sum_tolerance(dtype, stats,
                                       g.to(torch_dtype(dtype)).double(), gamma)
     return {
         "agrees-with-reference": int(((y64 - expected).abs() > out_tol).any(0).sum()),

@@ -16,15 +16,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants import invariants
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.runner import replica_count, target_for
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 
-SETTINGS = dict(deadline=None, database=None, derandomize=True)
+
 
 
 def baseline_rate(examples: int) -> tuple[float, int, int]:
@@ -32,7 +33,7 @@ def baseline_rate(examples: int) -> tuple[float, int, int]:
     shift check: Hypothesis ``arrays()`` filled elementwise, forward only."""
     count, mismatches = [0], [0]
 
-    @settings(max_examples=examples, **SETTINGS)
+    @profile("ci", max_examples=examples)
     @given(arrays(np.float32, array_shapes(min_dims=2, max_dims=4, min_side=2, max_side=6),
                   elements=st.floats(-10, 10, width=32)),
            st.floats(-100, 100, width=32))
@@ -52,7 +53,7 @@ def engine_floor(examples: int) -> float:
     """Examples/s of Hypothesis alone: one integer drawn, an empty test body."""
     count = [0]
 
-    @settings(max_examples=examples, **SETTINGS)
+    @profile("ci", max_examples=examples)
     @given(st.integers(0, 100))
     def empty(k):
         count[0] += 1
@@ -69,7 +70,7 @@ def invariant_rate(target, examples: int):
     shrinker, which is not what this measures (pytest is where violations fail)."""
     count, problems, checking, violations = [0], [0], [0.0], []
 
-    @settings(max_examples=examples, **SETTINGS)
+    @profile("ci", max_examples=examples)
     @given(case=target.cases())
     def run(case):
         count[0] += 1
@@ -121,8 +122,8 @@ def main(argv=None):
               f"{'check':>6s} {'generate':>8s}")
         forward = []
         for inv in invariants.REGISTRY.values():
-            if args.only and inv.id not in args.only:
-                continue
+            if (args.only and inv.id not in args.only) or inv.kind != "single":
+                continue  # the distributed family: benchmarks/distributed.py
             target = target_for(inv, subject, space, replicas=replicas)
             if not target.space:
                 continue

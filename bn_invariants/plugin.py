@@ -18,6 +18,7 @@ COVERAGE = pytest.StashKey[dict]()
 REPLICAS = pytest.StashKey[int]()
 ONLY_INVARIANTS = pytest.StashKey[bool]()
 INVARIANT_TESTS = Path(__file__).with_name("invariant_tests.py")
+DISTRIBUTED_TESTS = Path(__file__).with_name("distributed_tests.py")
 
 DEVICE_KINDS = ("cpu", "cuda")
 _OPTIONS = (
@@ -32,6 +33,13 @@ _OPTIONS = (
                                 "copies with derived seeds (default 1)"),
     ("--bn-device", "linelist", "restrict to this device, cpu or cuda (repeatable; default: "
                                 "every available one)"),
+    ("--bn-dist-impl", "string", "check this synchronised batch norm (BatchNorm2d's constructor, "
+                                 "run inside an initialised process group), package.module:Name, "
+                                 "with the distributed family (activates it)"),
+    ("--bn-dist-device", "string", "where the distributed family runs: cpu (gloo, default) or "
+                                   "cuda (NCCL, one GPU per rank)"),
+    ("--bn-dist-timeout", "string", "seconds one distributed example may take before its "
+                                    "worker processes are stopped and the test fails (default 60)"),
     ("--bn-report", "string", "write a JSON report of every invariant test (outcome, dtypes "
                               "covered, skip reasons) and the probed coverage to PATH"),
     ("--bn-strict", "bool", "report deviations inherited from torch's own kernel as failures "
@@ -80,29 +88,46 @@ def setting(config, option: str):
 
 
 def is_active(config) -> bool:
-    """Whether this run checks invariants (``--bn-impl`` or ``--bn-builtin``)."""
-    return bool(setting(config, "--bn-impl") or setting(config, "--bn-builtin"))
+    """Whether this run checks the single-process invariants (``--bn-impl``, or
+    ``--bn-builtin`` without ``--bn-dist-impl``)."""
+    return bool(setting(config, "--bn-impl")
+                or (setting(config, "--bn-builtin") and not setting(config, "--bn-dist-impl")))
+
+
+def is_distributed_active(config) -> bool:
+    """Whether this run checks the distributed family (``--bn-dist-impl``, or
+    ``--bn-builtin`` without ``--bn-impl``)."""
+    return bool(setting(config, "--bn-dist-impl")
+                or (setting(config, "--bn-builtin") and not setting(config, "--bn-impl")))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "bn_invariants: an invariant test added by the "
                                        "bn_invariants plugin (select with -m bn_invariants)")
-    if not is_active(config):
-        return
-    from bn_invariants import session  # torch and the registry load here, not before
-    session.configure(config)
-    if setting(config, "--bn-impl") and config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args[:] = [str(INVARIANT_TESTS)]  # checking one batch norm: only the invariants
-        config.stash[ONLY_INVARIANTS] = True
-    elif str(INVARIANT_TESTS) not in config.args:
-        config.args.append(str(INVARIANT_TESTS))
+    if is_active(config):
+        from bn_invariants import session  # torch and the registry load here, not before
+        session.configure(config)
+        if setting(config, "--bn-impl") and config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args[:] = [str(INVARIANT_TESTS)]  # checking one batch norm: only the invariants
+            config.stash[ONLY_INVARIANTS] = True
+        elif str(INVARIANT_TESTS) not in config.args:
+            config.args.append(str(INVARIANT_TESTS))
+    if is_distributed_active(config):
+        from bn_invariants import distributed
+        distributed.configure(config)
+        if str(DISTRIBUTED_TESTS) not in config.args:
+            config.args.append(str(DISTRIBUTED_TESTS))
 
 
 def pytest_report_header(config):
+    lines = []
     if is_active(config):
         from bn_invariants import session
-        return session.report_header(config)
-    return None
+        lines += session.report_header(config)
+    if is_distributed_active(config):
+        from bn_invariants import distributed
+        lines.append(distributed.report_header(config))
+    return lines or None
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -116,3 +141,6 @@ def pytest_generate_tests(metafunc):
     if wanted and is_active(metafunc.config):
         from bn_invariants import session
         session.parametrize(metafunc)
+    if "dist_target" in metafunc.fixturenames and is_distributed_active(metafunc.config):
+        from bn_invariants import distributed
+        distributed.parametrize(metafunc)

@@ -170,6 +170,8 @@ def parametrize(metafunc) -> None:
         return
     params = []
     for invariant in REGISTRY.values():
+        if invariant.kind != "single":
+            continue  # the distributed family: bn_invariants/distributed.py
         for subject in config.stash[SUBJECTS]:
             for device in _devices(config):
                 ident = safe_id(invariant.id, subject.name, device)

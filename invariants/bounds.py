@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+import re
 from dataclasses import dataclass
 
 from bn_invariants.invariants.conventions import declared
@@ -29,6 +30,11 @@ def summation_factor(n: int) -> float:
     return float(max(n, 1))
 
 
+def conditioning(stats: Statistics) -> torch.Tensor:
+    """|mu|/s per channel, (1, C, 1, ...): how much a relative error of the mean is magnified."""
+    return stats.mean.abs() / stats.std
+
+
 def relative_error(dtype: str, n: int) -> float:
     """u_acc k(n) + u_out: the relative error of a statistic accumulated over n values
     in the accumulation dtype, plus one rounding of the elementwise stage
@@ -37,7 +43,7 @@ def relative_error(dtype: str, n: int) -> float:
     return u_acc * summation_factor(n) + unit_roundoff(dtype)
 
 
-def output_tolerance(dtype: str, n: int, mean, std, xhat, weight=None, bias=None):
+def output_tolerance(dtype: str, stats: Statistics, weight=None, bias=None):
     """Bound on |y - y_exact| for a normalised output, elementwise:
 
     SAFETY * [(u_acc k(n) + u_out)(1 + |mu|/s + |xhat|)|gamma| + u_out |beta|] + tiny
@@ -49,11 +55,11 @@ def output_tolerance(dtype: str, n: int, mean, std, xhat, weight=None, bias=None
     """
     gamma = 1.0 if weight is None else weight.abs()
     beta = 0.0 if bias is None else bias.abs()
-    scaled = relative_error(dtype, n) * (1 + mean.abs() / std + xhat.abs()) * gamma
+    scaled = relative_error(dtype, stats.n) * (1 + conditioning(stats) + stats.xhat.abs()) * gamma
     return SAFETY * (scaled + unit_roundoff(dtype) * beta) + finfo(dtype).tiny
 
 
-def shifted_input_rounding(dtype: str, shifted_input, std, xhat, weight=None):
+def shifted_input_rounding(dtype: str, shifted_input, stats: Statistics, weight=None):
     """Change of the exact output when x + b is rounded to ``dtype``:
     each |delta_i| <= u |x_i + b|, moving xhat_i by at most
     u max|x + b| (2 + |xhat_i|) / s.  Zero on a dyadic grid, where x + b is exact."""
@@ -61,10 +67,10 @@ def shifted_input_rounding(dtype: str, shifted_input, std, xhat, weight=None):
     dims = (0,) + tuple(range(2, shifted_input.dim()))
     largest = shifted_input.abs().amax(dims, keepdim=True)
     gamma = 1.0 if weight is None else weight.abs()
-    return SAFETY * u * largest * (2 + xhat.abs()) / std * gamma
+    return SAFETY * u * largest * (2 + stats.xhat.abs()) / stats.std * gamma
 
 
-def gradient_sum_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None):
+def gradient_sum_tolerance(dtype: str, stats: Statistics, g, weight=None):
     """Bound on |sum_i dl/dx_i| per channel, whose exact value is 0.
 
     dx_i = (gamma/s)(g_i - mean(g) - xhat_i mean(g xhat)); each term carries the
@@ -76,10 +82,10 @@ def gradient_sum_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None):
     dims = (0,) + tuple(range(2, g.dim()))
     gamma = 1.0 if weight is None else weight.abs()
     g_mean = g.mean(dims, keepdim=True)
-    gx_mean = (g * xhat).mean(dims, keepdim=True)
-    mass = (g.abs() + g_mean.abs() + xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
-    mass = mass * gamma / std
-    relative = relative_error(dtype, n) * (1 + mean.abs() / std)
+    gx_mean = (g * stats.xhat).mean(dims, keepdim=True)
+    mass = (g.abs() + g_mean.abs() + stats.xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
+    mass = mass * gamma / stats.std
+    relative = relative_error(dtype, stats.n) * (1 + conditioning(stats))
     return (SAFETY * relative * mass).flatten() + finfo(dtype).tiny
 
 
@@ -105,8 +111,8 @@ def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
     u_acc = unit_roundoff(accumulation_dtype(dtype))
     g = 1.0 if gamma is None else gamma.abs()
     b = 0.0 if beta is None else beta.abs()
-    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
-    accumulated = SAFETY * u_acc * (summation_factor(stats.n) * conditioning * g + b)
+    kappa = 1 + conditioning(stats) + stats.xhat.abs()
+    accumulated = SAFETY * u_acc * (summation_factor(stats.n) * kappa * g + b)
     return ULPS * ulp(rounded, dtype) + accumulated
 
 
@@ -120,7 +126,7 @@ def ulps_off(y: torch.Tensor, rounded: torch.Tensor, dtype: str) -> float:
 
 # ---- input gradient ------------------------------------------------------------------
 
-def input_gradient_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None):
+def input_gradient_tolerance(dtype: str, stats: Statistics, g, weight=None):
     """Bound on |dl/dx_i - exact| elementwise, for dl/dx_i = (gamma/s)(g_i - mean(g) - xhat_i m),
     m = mean(g xhat).
 
@@ -133,10 +139,11 @@ def input_gradient_tolerance(dtype: str, n: int, mean, std, xhat, g, weight=None
     """
     dims = (0,) + tuple(range(2, g.dim()))
     gamma = 1.0 if weight is None else weight.abs()
-    spread = (g.abs() * (1 + 2 * xhat.abs())).mean(dims, keepdim=True)
-    mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xhat.abs()) * spread
-    factor = 3 + mean.abs() / std + xhat.abs()
-    return SAFETY * relative_error(dtype, n) * factor * mass * gamma / std + finfo(dtype).tiny
+    xa = stats.xhat.abs()
+    spread = (g.abs() * (1 + 2 * xa)).mean(dims, keepdim=True)
+    mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xa) * spread
+    factor = 3 + conditioning(stats) + xa
+    return SAFETY * relative_error(dtype, stats.n) * factor * mass * gamma / stats.std + finfo(dtype).tiny
 
 
 def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
@@ -154,7 +161,7 @@ def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
     xa = stats.xhat.abs()
     mass = (g.abs() + g_mean.abs() + g_abs + (1 + 2 * xa) * gx_mean.abs()
             + xa * (g_abs + gx_abs))
-    rho = relative_error(dtype, stats.n) * (1 + stats.mean.abs() / stats.std)
+    rho = relative_error(dtype, stats.n) * (1 + conditioning(stats))
     scale = (1.0 if gamma is None else gamma.abs()) / stats.std
     return SAFETY * rho * scale * mass + finfo(dtype).tiny
 
@@ -165,7 +172,7 @@ def reference_xhat_error(stats) -> torch.Tensor:
     single subject's error, not beside a float64 one (e.g. a constant channel, whose
     exact x̂ is 0 but whose float64 mean may be one rounding off)."""
     rho = relative_error("float64", stats.n)
-    return SAFETY * rho * (1 + stats.mean.abs() / stats.std + stats.xhat.abs())
+    return SAFETY * rho * (1 + conditioning(stats) + stats.xhat.abs())
 
 
 def radial_reference_error(stats, g, gamma, eps: float) -> torch.Tensor:
@@ -200,10 +207,10 @@ def parameter_gradient_tolerances(dtype: str, stats, g, beta_dtype: str | None =
     ``beta_dtype`` (default ``dtype``) sets u_out and the subnormal rounding of dβ, a
     sum with no elementwise stage."""
     beta_dtype = beta_dtype or dtype
-    conditioning = 1 + stats.mean.abs() / stats.std + stats.xhat.abs()
+    kappa = 1 + conditioning(stats) + stats.xhat.abs()
     beta_tol = (SAFETY * relative_error(beta_dtype, stats.n) * per_channel_sum(g.abs())
                 + finfo(beta_dtype).tiny)
-    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * conditioning)
+    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * kappa)
                  + finfo(dtype).tiny)
     return beta_tol, gamma_tol
 
@@ -305,3 +312,13 @@ def eval_map_tolerance(dtype: str, a, mean, beta, x: torch.Tensor) -> torch.Tens
     spread = a.abs() * (x.abs() + mean.abs())
     return (SAFETY * u_acc * spread + MAP_ROUNDINGS * u_out * (spread + beta.abs())
             + finfo(dtype).tiny * (1 + a.abs()))
+
+
+FORMULA_CONSTANTS = {"SAFETY": SAFETY, "ULPS": ULPS, "MAP_ROUNDINGS": MAP_ROUNDINGS}
+"""The constants a tolerance formula names: the docs render their values from here."""
+
+
+def tex(template: str) -> str:
+    """A tolerance formula with each ``@{NAME}`` replaced by the value of that constant
+    (``@{SAFETY}`` -> 4), so the catalogue shows the constants the code uses."""
+    return re.sub(r"@\{([A-Z_]+)\}", lambda m: f"{FORMULA_CONSTANTS[m.group(1)]:g}", template)

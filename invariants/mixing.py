@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.bounds import elementwise_tolerance
 from bn_invariants.invariants.reference import closed_form, statistics
 from bn_invariants.invariants.step import backward, context, rounded_cotangent
@@ -17,7 +18,7 @@ as eps = 0 (or eps tiny relative to it) needs."""
 def mixing_weight(problem, scale: float = 1.0) -> torch.Tensor:
     """W (C, C), float64, entries ±(0.5..1.5)/sqrt(C) (no subnormals, rows of norm about 1)
     rounded to the dtype, times ``scale`` (a power of two keeps it exact)."""
-    gen = problem.generator(5)
+    gen = problem.generator(streams.MIXING_WEIGHT)
     c = problem.num_features
     sign = torch.where(torch.rand(c, c, generator=gen) < 0.5, -1.0, 1.0).double()
     size = 0.5 + torch.rand(c, c, generator=gen, dtype=torch.float64)

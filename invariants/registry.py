@@ -71,6 +71,10 @@ class Invariant:
     ranks: tuple | None = None
     needs_reference: bool = False
     devices: tuple | None = None
+    kind: str = "single"
+    """"single": checked on one process against a Subject (tests/test_invariants.py);
+    "distributed": checked on W ranks of a process group against a DistSubject
+    (invariants/distributed, tests/test_distributed.py)."""
 
     def applies_on(self, device: str) -> bool:
         """Whether this invariant applies on ``device`` ("cpu", "cuda")."""

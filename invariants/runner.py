@@ -29,17 +29,16 @@ class Target:
     def id(self) -> str:
         return f"{self.invariant.id}-{self.subject.name}-{self.space.device}"
 
+    def cases(self):
+        """The strategy of Cases this target draws (built once, then reused)."""
+        return self._cases
+
     @cached_property
-    def strategy(self):
-        """The strategy of Cases this target draws."""
+    def _cases(self):
         cases = self.invariant.cases(self.space)
         if not self.excluded:
             return cases
         return cases.filter(lambda case: not any(d.contains(case.problem) for d in self.excluded))
-
-    def cases(self):
-        """The strategy of Cases this target draws (built once)."""
-        return self.strategy
 
     def check(self, case) -> None:
         """Raise InvariantViolation when the subject breaks the invariant on ``case``

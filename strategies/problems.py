@@ -8,11 +8,12 @@ from functools import cached_property
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.strategies import streams
 from bn_invariants.strategies.dtypes import DTYPE_NAMES, mantissa_bits, torch_dtype
 from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
 from bn_invariants.strategies.options import BNOptions, bn_options
 from bn_invariants.strategies.regimes import REGIMES, regimes
-from bn_invariants.strategies.shapes import RANKS, reduction_length, shapes
+from bn_invariants.strategies.shapes import MAX_CHANNELS, RANKS, reduction_length, shapes
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Problem:
     @cached_property
     def values(self) -> torch.Tensor:
         """The input's values rounded to ``dtype``, held exactly as float64 on the CPU."""
-        raw = REGIMES[self.regime](self.generator(0), self.shape, self.severity, self.dtype)
+        raw = REGIMES[self.regime](self.generator(streams.VALUES), self.shape, self.severity, self.dtype)
         return raw.to(self.torch_dtype).double()
 
     def input(self, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,7 +75,7 @@ class Problem:
 
     @cached_property
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = self.generator(1)
+        gen = self.generator(streams.AFFINE)
         c = self.num_features
         magnitude = 2.0 ** (2 * torch.rand(c, generator=gen, dtype=torch.float64) - 1)
         sign = torch.where(torch.rand(c, generator=gen) < 0.25, -1.0, 1.0).double()
@@ -84,7 +85,7 @@ class Problem:
 
     def cotangent(self) -> torch.Tensor:
         """g, a standard-normal upstream gradient of the output's shape (float64)."""
-        return torch.randn(self.shape, generator=self.generator(2), dtype=torch.float64)
+        return torch.randn(self.shape, generator=self.generator(streams.COTANGENT), dtype=torch.float64)
 
     def summary(self) -> str:
         """shape/dtype/device/layout/regime in one line, no values."""
@@ -97,7 +98,7 @@ class Problem:
 
 def problems(*, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
              regimes_allowed=tuple(REGIMES), options=None, min_reduction=2,
-             max_channels=70, long_reductions=True) -> st.SearchStrategy[Problem]:
+             max_channels=MAX_CHANNELS, long_reductions=True) -> st.SearchStrategy[Problem]:
     """A Problem on ``device``.
 
     ``dtype_ranks`` maps each dtype name to the ranks accepted in it (default:

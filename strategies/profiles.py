@@ -24,6 +24,14 @@ def register_profiles() -> None:
                               suppress_health_check=QUIET_CHECKS)
 
 
+def profile(name: str, **overrides) -> settings:
+    """The registered profile ``name`` as a settings object, with ``overrides``: how the
+    tools, the benchmarks and the self-tests search ("the ci profile, 300 examples")."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown Hypothesis profile {name!r}: one of {', '.join(PROFILES)}")
+    return settings(settings.get_profile(name), **overrides)
+
+
 def default_profile() -> str:
     """``ci`` when the CI environment variable is set, ``dev`` otherwise."""
     return "ci" if os.environ.get("CI") else "dev"

@@ -11,6 +11,10 @@ LONG_REDUCTION = 100_000
 """Values per channel in a long-reduction shape."""
 
 
+MAX_CHANNELS = 70
+"""The most channels a drawn shape has (invariants that pick a channel index use it)."""
+
+
 def reduction_length(shape) -> int:
     """Values per channel: N * prod(spatial)."""
     return shape[0] * math.prod(shape[2:])
@@ -33,7 +37,7 @@ def spatial_sizes(dims: int, max_side: int) -> list[tuple[int, ...]]:
     return sorted(sizes, key=lambda size: (math.prod(size), size))
 
 
-def shapes(*, ranks=RANKS, min_reduction=2, max_batch=8, max_channels=70,
+def shapes(*, ranks=RANKS, min_reduction=2, max_batch=8, max_channels=MAX_CHANNELS,
            max_side=5, long_reductions=True) -> st.SearchStrategy[tuple]:
     """An (N, C, *spatial) shape whose rank is in ``ranks``.
 

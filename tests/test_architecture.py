@@ -49,3 +49,32 @@ def test_the_self_test_sees_a_sibling_import(tmp_path, monkeypatch):
     monkeypatch.setattr(graph, "ROOT", tmp_path)
     assert graph.sibling_imports() == [("a", "b")]
     assert ast.parse(Path(ROOT, "invariants", "step.py").read_text())  # the real tree is intact
+
+
+def _literal_streams(path):
+    """(line, number) of every generator(N) or stream=N with N an integer literal."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            args = [a for a in node.args if getattr(node.func, "attr", "") == "generator"]
+            args += [k.value for k in node.keywords if k.arg == "stream"]
+            found += [(node.lineno, a.value) for a in args if isinstance(a, ast.Constant)]
+    return found
+
+
+def test_every_rng_stream_is_named_in_the_table():
+    """Problem.generator(N) numbers come from strategies/streams.py, never a bare literal."""
+    offenders = {str(path.relative_to(ROOT)): _literal_streams(path)
+                 for folder in ("invariants", "invariants/catalogue", "strategies")
+                 for path in (ROOT / folder).glob("*.py") if _literal_streams(path)}
+    assert offenders == {}
+
+
+def test_a_formula_renders_the_constants_the_code_uses(monkeypatch):
+    from bn_invariants.invariants import bounds
+    assert bounds.tex(r"@{SAFETY}u_{acc} + @{MAP_ROUNDINGS}u_{out}, @{ULPS}\,\mathrm{ulp}") == (
+        r"4u_{acc} + 6u_{out}, 2\,\mathrm{ulp}")
+    monkeypatch.setitem(bounds.FORMULA_CONSTANTS, "SAFETY", 5.0)
+    assert bounds.tex(r"@{SAFETY}u") == "5u"
+    with pytest.raises(KeyError):
+        bounds.tex("@{UNKNOWN}")

@@ -6,9 +6,10 @@ must agree) and a broken batch norm against torch (it must not).
 """
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, find, given, settings
+from hypothesis import HealthCheck, assume, find, given
 from torch import nn
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants.session import _why_empty
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
 from bn_invariants.invariants.catalogue.device_agreement import assert_steps_agree, check
@@ -55,8 +56,7 @@ def test_a_search_shrinks_a_disagreement_to_a_small_problem():
     small = find(problems(dtype_ranks={"float32": (4,)}, regimes_allowed=("offset",),
                           long_reductions=False),
                  _disagrees,
-                 settings=settings(max_examples=300, derandomize=True, database=None,
-                                   deadline=None, suppress_health_check=list(HealthCheck)))
+                 settings=profile("ci", max_examples=300, suppress_health_check=list(HealthCheck)))
     assert small.reduction_length <= 16 and small.num_features <= 2, small
 
 
@@ -104,7 +104,7 @@ def test_a_non_finite_baseline_rejects_the_example_instead_of_blaming_the_first_
     from hypothesis.errors import Unsatisfiable
     nan_subject = Subject("nan", NaNBatchNorm)
 
-    @settings(max_examples=3, database=None)
+    @profile("ci", max_examples=3)
     @given(st.just(Problem(shape=(4, 2, 3, 3))))
     def against_a_nan_baseline(problem):
         assert_steps_agree(problem, (TORCH_2D, "cpu"), (nan_subject, "cpu"))

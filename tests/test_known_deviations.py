@@ -8,6 +8,7 @@ reason says "recorded for torch X, not verified on torch Y": XFAIL (still there)
 import pytest
 import torch
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants.invariants import REGISTRY, InvariantViolation
 from bn_invariants.invariants.deviations import torch_minor
 from bn_invariants.invariants.known_deviations import DEVIATIONS
@@ -61,7 +62,7 @@ def test_a_regional_counterexample_lies_in_its_region(deviation):
 
 
 def test_a_region_is_left_out_of_the_search_and_the_rest_of_its_dtype_is_not():
-    from hypothesis import find, settings
+    from hypothesis import find
     from hypothesis.errors import NoSuchExample
 
     from bn_invariants.invariants.runner import target_for
@@ -69,7 +70,7 @@ def test_a_region_is_left_out_of_the_search_and_the_rest_of_its_dtype_is_not():
     space = CPU_SPACES[subject.name].restrict(dtypes=("float16",))
     target = target_for(REGISTRY["input-gradient-closed-form"], subject, space)
     assert target.excluded and target.space.dtype_ranks  # float16 kept, a region excluded
-    quick = settings(max_examples=300, database=None, derandomize=True)
+    quick = profile("ci", max_examples=300)
     found = find(target.cases(), lambda case: case.problem.layout == "offset", settings=quick)
     assert found.problem.dtype == "float16"
     with pytest.raises(NoSuchExample):

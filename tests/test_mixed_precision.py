@@ -9,9 +9,10 @@ import dataclasses
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
 from torch import nn
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
 from bn_invariants.invariants.catalogue.mixed_precision import check
 from bn_invariants.invariants.coverage import probe
@@ -22,8 +23,7 @@ from bn_invariants.strategies import BNOptions, Problem
 from bn_invariants.zoo import DowncastParametersBatchNorm, HalfStatisticsBatchNorm, ZooBatchNorm
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
-SEARCH = settings(max_examples=30, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+SEARCH = profile("ci", suppress_health_check=list(HealthCheck))
 
 
 def search(cls):

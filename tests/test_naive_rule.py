@@ -1,8 +1,8 @@
 """The paper's scenario: the naive rule is caught, and drifts exactly as section 2 says."""
 import pytest
 import torch
-from hypothesis import settings
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants.invariants import REGISTRY, InvariantViolation
 from bn_invariants.invariants.catalogue.drift import bias_descent
 from bn_invariants.invariants.coverage import probe
@@ -11,7 +11,7 @@ from bn_invariants.invariants.runner import find_violation, target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies import BNOptions, Problem
 
-SEARCH = settings(max_examples=30, derandomize=True, database=None, deadline=None)
+SEARCH = profile("ci")
 NAIVE = [Subject("naive-centering", DetachedMeanBatchNorm),
          Subject("naive-scaling", DetachedStatisticsBatchNorm)]
 

@@ -1,6 +1,6 @@
 """--bn-replicas: several problems per drawn example, each reproducible on its own."""
-from hypothesis import settings
 
+from bn_invariants.strategies.profiles import profile
 from bn_invariants import invariants
 from bn_invariants.invariants import REGISTRY
 from bn_invariants.invariants.coverage import probe
@@ -32,8 +32,7 @@ def test_a_failing_replica_is_reported_with_its_own_reproduction():
     subject = Subject("bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm", DetachedMeanBatchNorm)
     target = target_for(REGISTRY["zero-bias-gradient"], subject, probe(subject, "cpu"),
                         replicas=4)
-    error = find_violation(target, settings(max_examples=30, derandomize=True, database=None,
-                                            deadline=None))
+    error = find_violation(target, profile("ci"))
     assert isinstance(error, invariants.InvariantViolation)
     reported = error.reproduction
     assert reported == eval(repr(reported), {"Case": Case, "Problem": Problem,

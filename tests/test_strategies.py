@@ -3,9 +3,10 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 import bn_invariants.strategies as S
+from bn_invariants.strategies.profiles import profile
 from bn_invariants.strategies.shapes import LONG_REDUCTION
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.cases import add_per_channel, per_channel_offsets
@@ -35,7 +36,7 @@ def test_shapes_shrink_to_the_smallest_legal_batch():
 def test_shapes_reach_the_promised_extremes():
     seen = set()
 
-    @settings(max_examples=400, database=None)
+    @profile("ci", max_examples=400)
     @given(S.shapes())
     def collect(shape):
         seen.add(("channels>64", shape[1] > 64))

@@ -21,7 +21,12 @@ With ``--mutants`` or ``--invariants`` only those cells are rerun and merged int
 the existing JSON.  A cell is "caught" (an InvariantViolation, or any other
 exception the subject raised, found), "passed", "unsupported" (the subject
 declined with Unsupported) or "n/a" (the subject accepts no input the
-invariant applies to).
+invariant applies to, or one is distributed and the other is not).
+
+The distributed columns (the all-reduce reference and bn_invariants/zoo/distributed.py)
+run the distributed family on W gloo workers; to refresh only them::
+
+    python3 -m tools.kill_matrix --mutants AllReduceBatchNorm,UnweightedRankMeanBatchNorm,...
 """
 from __future__ import annotations
 
@@ -45,11 +50,12 @@ CONTROL_BUG = "none: a control, which must pass every invariant"
 def search_settings(max_examples: int = MAX_EXAMPLES):
     """The ``ci`` profile's search (derandomized, no database, no deadline), without
     the shrink phase: whether a cell is caught does not depend on shrinking."""
-    from hypothesis import HealthCheck, Phase, settings
-    return settings(derandomize=True, database=None, deadline=None, max_examples=max_examples,
-                    print_blob=False, report_multiple_bugs=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate),
-                    suppress_health_check=list(HealthCheck))
+    from hypothesis import HealthCheck, Phase
+
+    from bn_invariants.strategies.profiles import profile
+    return profile("ci", max_examples=max_examples, print_blob=False, report_multiple_bugs=False,
+                   phases=(Phase.explicit, Phase.reuse, Phase.generate),
+                   suppress_health_check=list(HealthCheck))
 
 
 def subjects() -> dict:
@@ -61,7 +67,32 @@ def subjects() -> dict:
     for cls in zoo.CONTROLS + zoo.MUTANTS:
         bug = CONTROL_BUG if cls in zoo.CONTROLS else cls.BUG
         table[cls.__name__] = (Subject(zoo.spec(cls), cls), bug, cls.SOURCE)
+    table.update(distributed_subjects())
+    controls = [n for n, (_, bug, _) in table.items() if bug == CONTROL_BUG]
+    return {n: table[n] for n in controls + [n for n in table if n not in controls]}
+
+
+def distributed_subjects() -> dict:
+    """The distributed columns: the reference (a control) and the distributed mutants."""
+    from bn_invariants import zoo
+    from bn_invariants.invariants.distributed.subjects import REFERENCE_DIST_SUBJECT, dist_subject
+    from bn_invariants.zoo.distributed import DIST_MUTANTS
+    table = {"AllReduceBatchNorm": (REFERENCE_DIST_SUBJECT, CONTROL_BUG, "invariants/distributed/"
+                                    "reference.py: the all-reduce reference")}
+    for cls in DIST_MUTANTS:
+        table[cls.__name__] = (dist_subject(zoo.spec(cls)), cls.BUG, cls.SOURCE)
     return table
+
+
+def space_of(subject, invariant):
+    """The space ``invariant`` draws from for ``subject`` on the CPU, or None when they
+    are of different kinds (a distributed invariant needs a distributed subject)."""
+    from bn_invariants.invariants.coverage import probe
+    from bn_invariants.invariants.distributed.subjects import DistSubject
+    distributed = isinstance(subject, DistSubject)
+    if distributed != (invariant.kind == "distributed"):
+        return None
+    return subject.space() if distributed else probe(subject, "cpu")
 
 
 @dataclass
@@ -98,12 +129,12 @@ def classify(error) -> str:
 def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> dict:
     """Run one invariant against one subject; verdict, first failing example, seconds."""
     from bn_invariants import invariants
-    from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import find_violation, target_for
     subject = subjects()[name][0]
     invariant = invariants.REGISTRY[invariant_id]
-    target = target_for(invariant, subject, probe(subject, "cpu"))
-    if not target.space:
+    space = space_of(subject, invariant)
+    target = target_for(invariant, subject, space) if space is not None else None
+    if target is None or not target.space:
         return {"verdict": "n/a", "first_failure": None, "seconds": 0.0, "error": None}
     counting = Counting(target)
     start = time.perf_counter()
@@ -324,8 +355,7 @@ def main(argv=None) -> int:
     MD_PATH.write_text(markdown(doc, ttd))
     for name, row in cells.items():
         for inv, cell in row.items():
-            if cell["verdict"] == "caught" and name in ("ReferenceBatchNorm", "ZooBatchNorm",
-                                                         "ManualBackwardBatchNorm"):
+            if cell["verdict"] == "caught" and table[name][1] == CONTROL_BUG:
                 print(f"CONTROL FAILED: {name} × {inv}: {cell['error']}", file=sys.stderr)
     print(f"wrote {JSON_PATH.relative_to(ROOT)} and {MD_PATH.relative_to(ROOT)}; next: "
           f"python3 -m tools.time_to_detect --jobs 2, python3 -m tools.plots, "

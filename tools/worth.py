@@ -5,6 +5,11 @@ tests/test_zoo.py requires one for each such invariant.
 """
 
 WORTH = {
+    "distributed-eval-local": "The only check that eval mode stays local across processes (each rank its own running statistics, no state change), which a batch norm that synchronises unconditionally breaks; no distributed mutant does that yet.",
+    "distributed-forward": "The defining property of a synchronised batch norm, elementwise on every rank: the first alarm for any wrong cross-process mean or variance.",
+    "distributed-input-gradient": "The distributed form of the paper's point, stated exactly on every rank: the global sum of dl/dx is zero only when backward all-reduces Σg and Σg·x̂.",
+    "distributed-no-bias-drift": "States the missing backward all-reduce as training dynamics with W ranks: a bias before the normalisation moves although nothing is learned.",
+    "distributed-parameter-gradients": "The only check of the ranks' γ and β gradients, which a batch norm that also all-reduces them itself counts W times.",
     "affine-semantics": "Pins the order γ·x̂ + β directly, so a swapped or misplaced affine step is reported as such instead of as a vague numeric disagreement.",
     "agrees-with-reference": "The broadest first alarm: any forward error beyond the derived bound, with the element, got, expected and tolerance in one line.",
     "batch-permutation-equivariance": "Catches statistics that depend on sample position (skipped, double-counted or mis-strided samples), a bug class of hand-written reductions the zoo models only through other symptoms.",

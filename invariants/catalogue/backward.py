@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import closed_form, per_channel_sum, radial_value
@@ -27,7 +28,7 @@ def check_moments(subject, case):
     p = case.problem
     dx, stats, gamma, g = _gradient_and_closed_form(subject, p)
     ctx = context(subject, p)
-    sum_tol = gradient_sum_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, g, gamma)
+    sum_tol = gradient_sum_tolerance(p.dtype, stats, g, gamma)
     assert_close("sum_i dl/dx_i", per_channel_sum(dx), torch.zeros_like(sum_tol), sum_tol, ctx)
     eps, std = p.options.eps, stats.std.flatten()
     moment_tol = (per_channel_sum(stats.xhat.abs() * elementwise_tolerance(p.dtype, stats, g, gamma)
@@ -56,10 +57,10 @@ INPUT_GRADIENT_SUMS_TO_ZERO = register(Invariant(
                "(u_acc k(n) + u_out)(1 + |μ|/s)); the x̂-moment: Σ|x̂ᵢ| times the elementwise "
                "input-gradient tolerance of input-gradient-closed-form, plus the float64 x̂'s "
                "own error ρ₆₄(1 + |μ|/s + |x̂|) times |dxᵢ| and in the expected value"),
-    tolerance_formula=(r"\tau^{1}_c = \tau^{grad}_c,\quad \tau^{\hat x}_c = \sum_{i\in c}"
+    tolerance_formula=(tex(r"\tau^{1}_c = \tau^{grad}_c,\quad \tau^{\hat x}_c = \sum_{i\in c}"
                        r"\Big(|\hat x_i|\,\tau^{dx}_i + \delta_i\big(|dx_i| + \tfrac{|\gamma|}{s}"
-                       r"\tfrac{\varepsilon}{s^2}|g_i|\big)\Big),\ \delta_i = 4\rho_{64}"
-                       r"(1+|\mu|/s+|\hat x_i|)"),
+                       r"\tfrac{\varepsilon}{s^2}|g_i|\big)\Big),\ \delta_i = @{SAFETY}\rho_{64}"
+                       r"(1+|\mu|/s+|\hat x_i|)")),
     cases=lambda space: draw_cases(space),
     check=check_moments,
 ))
@@ -86,9 +87,9 @@ INPUT_GRADIENT_CLOSED_FORM = register(Invariant(
     tolerance=("elementwise: with ρ = (u_acc k(n) + u_out)(1 + |μ|/s), each term of the "
                "bracket and 1/s is off by ρ relative, the means ḡ and c̄ = mean(g x̂) by ρ "
                "times the mean of their absolute summands, x̂ᵢ by ρ(1 + |x̂ᵢ|)"),
-    tolerance_formula=(r"\tau^{dx}_i = 4\rho\,\frac{|\gamma|}{s}\Big(|g_i| + |\bar g| + "
+    tolerance_formula=(tex(r"\tau^{dx}_i = @{SAFETY}\rho\,\frac{|\gamma|}{s}\Big(|g_i| + |\bar g| + "
                        r"\overline{|g|} + (1+2|\hat x_i|)|\overline{g\hat x}| + |\hat x_i|"
-                       r"(\overline{|g|} + \overline{|g\hat x|})\Big) + \mathrm{tiny}"),
+                       r"(\overline{|g|} + \overline{|g\hat x|})\Big) + \mathrm{tiny}")),
     cases=lambda space: draw_cases(space),
     check=check_closed_form,
 ))
@@ -122,9 +123,9 @@ PARAMETER_GRADIENTS = register(Invariant(
     tolerance=("the l1 mass of each sum times its relative error u_acc k(n) + u_out; for γ "
                "each x̂ᵢ also carries (1 + |μ|/s + |x̂ᵢ|) of it; where a bound passes the "
                "dtype's largest value, an overflow to ±inf is within it"),
-    tolerance_formula=(r"\tau^\beta_c = 4(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|,\quad "
-                       r"\tau^\gamma_c = 4(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|"
-                       r"(1 + |\mu_c|/s_c + |\hat x_i|)"),
+    tolerance_formula=(tex(r"\tau^\beta_c = @{SAFETY}(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|,\quad "
+                       r"\tau^\gamma_c = @{SAFETY}(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|"
+                       r"(1 + |\mu_c|/s_c + |\hat x_i|)")),
     cases=lambda space: draw_cases(space, options=bn_options(affine=True)),
     check=check_parameter_gradients,
 ))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
@@ -31,12 +33,12 @@ def bias_gradient(subject, problem, b: torch.Tensor, module=None):
 def check(subject, case):
     p = case.problem
     eps = p.options.eps
-    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params["bias"], stream=4)
+    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params["bias"], stream=streams.BIAS)
     grad, shifted, module = bias_gradient(subject, p, b)
     stats = statistics(shifted, eps)
     gamma, _ = affine_of(module, shifted.dim())
     g = p.cotangent().to(p.torch_dtype).double()
-    tol = gradient_sum_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, g, gamma)
+    tol = gradient_sum_tolerance(p.dtype, stats, g, gamma)
     assert_close("dl/db", grad, torch.zeros_like(tol), tol, context(subject, p),
                  overflow=finfo(p.dtype).max)
 
@@ -55,8 +57,8 @@ ZERO_BIAS_GRADIENT = register(Invariant(
     tolerance=("the l1 mass of the cancelling terms of Σᵢ dxᵢ, times the relative error of "
                "each term (u_acc·k(n) + u_out)·(1 + |μ|/s): statistics accumulated in u_acc, each term formed in the input dtype; "
                "where the bound passes the dtype's largest value, an overflow to ±inf is within it"),
-    tolerance_formula=(r"\tau_c = 4\,(u_{acc} k(n) + u_{out})(1+|\mu_c|/s_c)\,\frac{|\gamma_c|}"
-                       r"{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big)"),
+    tolerance_formula=(tex(r"\tau_c = @{SAFETY}\,(u_{acc} k(n) + u_{out})(1+|\mu_c|/s_c)\,\frac{|\gamma_c|}"
+                       r"{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({"bias": strengths()})),
     check=check,
 ))

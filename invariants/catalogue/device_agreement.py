@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from hypothesis import reject
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.step import StepRecord, affine_views, momentum_factor, record_step
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from bn_invariants.invariants.cases import draw_cases
@@ -55,8 +56,8 @@ def step_bounds(problem) -> StepBounds:
     tol_mean, tol_var = running_tolerances(p.dtype, p.dtype, s, momentum_factor(p), mean0, var0)
     beta_tol, gamma_tol = parameter_gradient_tolerances(p.dtype, s, g)
     return StepBounds(
-        output_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, gamma, beta),
-        input_gradient_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, g, gamma),
+        output_tolerance(p.dtype, s, gamma, beta),
+        input_gradient_tolerance(p.dtype, s, g, gamma),
         beta_tol, gamma_tol, tol_mean, tol_var)
 
 
@@ -163,10 +164,10 @@ DEVICE_AGREEMENT = register(Invariant(
                "running statistics that of differential-agreement (momentum times the batch "
                "statistic's error plus a rounding of each buffer term); the output dtype and "
                "num_batches_tracked must be equal"),
-    tolerance_formula=(r"|a - b| \le 2\tau,\quad \tau \in \{\tau^{out}_i,\ \tau^{dx}_i,\ "
-                       r"4(u_{acc}k(n)+u_{out})\textstyle\sum_{i\in c}|g_i|(1 + "
-                       r"\tfrac{|\mu_c|}{s_c} + |\hat x_i|),\ 4(u_{acc}k(n)+u_{out})"
-                       r"\sum_{i\in c}|g_i|,\ \tau^{rm}_c,\ \tau^{rv}_c\}"),
+    tolerance_formula=(tex(r"|a - b| \le 2\tau,\quad \tau \in \{\tau^{out}_i,\ \tau^{dx}_i,\ "
+                       r"@{SAFETY}(u_{acc}k(n)+u_{out})\textstyle\sum_{i\in c}|g_i|(1 + "
+                       r"\tfrac{|\mu_c|}{s_c} + |\hat x_i|),\ @{SAFETY}(u_{acc}k(n)+u_{out})"
+                       r"\sum_{i\in c}|g_i|,\ \tau^{rm}_c,\ \tau^{rv}_c\}")),
     cases=lambda space: draw_cases(space),
     check=check,
     devices=("cuda",),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.step import momentum_factor
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close
 from bn_invariants.invariants.cases import draw_cases
@@ -45,10 +46,10 @@ def check(subject, case, reference=REFERENCE_SUBJECT):
     ctx = f"{context(subject, p)}; reference {reference}"
 
     def out_bound(dtype):
-        return output_tolerance(dtype, s.n, s.mean, s.std, s.xhat, got.gamma, got.beta)
+        return output_tolerance(dtype, s, got.gamma, got.beta)
 
     def grad_bound(dtype):
-        return input_gradient_tolerance(dtype, s.n, s.mean, s.std, s.xhat, g, got.gamma)
+        return input_gradient_tolerance(dtype, s, g, got.gamma)
 
     assert_close("BN(x)", got.output, want.output,
                  out_bound(p.dtype) + _side(p, precise, out_bound, want.output), ctx)
@@ -100,12 +101,12 @@ DIFFERENTIAL_AGREEMENT = register(Invariant(
                "momentum times the batch statistic's error e(|μ| + σ), resp. "
                "e(|μ| + σ)(σ + e(|μ| + σ))·n/(n−1), plus a rounding of each buffer term; "
                "e = u_acc·k(n) + u_out"),
-    tolerance_formula=(r"\tau^{dx}_i = 4e\,(3 + \tfrac{|\mu|}{s} + |\hat x_i|)"
+    tolerance_formula=(tex(r"\tau^{dx}_i = @{SAFETY}e\,(3 + \tfrac{|\mu|}{s} + |\hat x_i|)"
                        r"\tfrac{|\gamma|}{s}\big(|g_i| + 1.5\overline{|g|} + (1 + 2|\hat x_i|)\,"
                        r"\overline{|g|(1+2|\hat x|)}\big),\ "
-                       r"\tau^{rm} = 4[m\,e(|\mu|+\sigma) + u_{out}(\ldots)],\ "
-                       r"\tau^{rv} = 4[m\,e(|\mu|+\sigma)(\sigma + e(|\mu|+\sigma))\tfrac{n}{n-1}"
-                       r" + u_{out}(\ldots)]"),
+                       r"\tau^{rm} = @{SAFETY}[m\,e(|\mu|+\sigma) + u_{out}(\ldots)],\ "
+                       r"\tau^{rv} = @{SAFETY}[m\,e(|\mu|+\sigma)(\sigma + e(|\mu|+\sigma))\tfrac{n}{n-1}"
+                       r" + u_{out}(\ldots)]")),
     cases=lambda space: draw_cases(space),
     check=check,
     needs_reference=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.cases import TRACKED, draw_cases
 from bn_invariants.invariants.step import drawn_running_stats, eval_map, set_running_stats
@@ -16,7 +18,7 @@ def eval_module(subject, problem):
     """A fresh module of ``subject`` in eval mode, its running statistics set to drawn
     values (rv > 0) and num_batches_tracked to 3."""
     module = build(subject, problem)
-    set_running_stats(module, subject, problem, *drawn_running_stats(problem, stream=6),
+    set_running_stats(module, subject, problem, *drawn_running_stats(problem, stream=streams.EVAL_RUNNING_STATS),
                       batches=3)
     return module.eval()
 
@@ -91,8 +93,8 @@ EVAL_AFFINE_MAP = register(Invariant(
                "dtype (x − rm, a rounded, × 1/s, × γ, + β; six counted), each at most "
                "u_out·(|a|(|x| + |rm|) + |β|); plus the smallest normal (1 + |a|) for "
                "subnormal intermediates"),
-    tolerance_formula=(r"\tau_i = 4u_{acc}|a_c|(|x_i| + |\hat\mu_c|) + 6u_{out}\big(|a_c|(|x_i| + "
-                       r"|\hat\mu_c|) + |\beta_c|\big) + \text{tiny}\,(1+|a_c|)"),
+    tolerance_formula=(tex(r"\tau_i = @{SAFETY}u_{acc}|a_c|(|x_i| + |\hat\mu_c|) + @{MAP_ROUNDINGS}u_{out}\big(|a_c|(|x_i| + "
+                       r"|\hat\mu_c|) + |\beta_c|\big) + \text{tiny}\,(1+|a_c|)")),
     cases=lambda space: draw_cases(space, options=TRACKED),
     check=check_affine_map,
 ))

@@ -25,7 +25,7 @@ def check(subject, case):
     exact_train = stats.xhat if gamma is None else gamma * stats.xhat + beta
     stored_rounding = (affine(x) - exact_train).abs()
     tol = (affine.tolerance(p.dtype, x) + stored_rounding
-           + output_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta))
+           + output_tolerance(p.dtype, stats, gamma, beta))
     assert_close("eval-mode output", y_eval, y_train.detach(), tol,
                  f"{context(subject, p)}; running statistics set to the batch's (biased) ones")
 

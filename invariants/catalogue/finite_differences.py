@@ -9,6 +9,7 @@ import torch
 from hypothesis import strategies as st
 from torch.autograd.gradcheck import GradcheckError
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
 from bn_invariants.invariants.reference import closed_form
 from bn_invariants.invariants.bounds import elementwise_tolerance
@@ -76,7 +77,7 @@ def _bounds(p, stats, gamma, beta):
     xmax = float(stats.xhat.abs().max())
     rho = relative_error("float64", stats.n) * float((1 + stats.mean.abs() / stats.std).max())
     jac = g_abs / s_min * (2 + xmax ** 2) + xmax + 1
-    f_err = float(output_tolerance("float64", stats.n, stats.mean, stats.std, stats.xhat,
+    f_err = float(output_tolerance("float64", stats,
                                    gamma, beta).max())
     largest = max(1.0, float(p.values.abs().max()), g_abs, b_abs)
     rtol = SAFETY * (unit_roundoff("float64") * largest / h + (h / s_min) ** 2)
@@ -114,8 +115,8 @@ GRADCHECK = register(Invariant(
                "numerical derivative's rounding) plus ρ J (the backward's rounding); rtol: "
                "u max|z|/h (rounding of z + h) plus (h/s_min)² (the central difference's "
                "truncation), all times SAFETY"),
-    tolerance_formula=(r"\mathrm{atol} = \frac{\max_i \tau^{out}_i}{h} + 4\rho J,\quad "
-                       r"\mathrm{rtol} = 4\Big(\frac{u \max|z|}{h} + \frac{h^2}{s_{min}^2}\Big)"),
+    tolerance_formula=(tex(r"\mathrm{atol} = \frac{\max_i \tau^{out}_i}{h} + @{SAFETY}\rho J,\quad "
+                       r"\mathrm{rtol} = @{SAFETY}\Big(\frac{u \max|z|}{h} + \frac{h^2}{s_{min}^2}\Big)")),
     cases=small_cases,
     check=check_gradcheck,
     dtypes=("float64",),
@@ -173,9 +174,9 @@ GRADGRADCHECK = register(Invariant(
     tolerance=("as gradcheck with the first derivatives (dx, dγ, dβ) as the function: atol "
                "their float64 error over h plus ρ times a bound on second-derivative "
                "entries; rtol adds the rounding of g + h"),
-    tolerance_formula=(r"\mathrm{atol} = \frac{\max_i \tau^{dx}_i + 4\rho\sum|g|(1+|\hat x|)}"
-                       r"{h} + 4\rho H,\quad \mathrm{rtol} = 4\Big(\frac{u\max(|z|,|g|)}{h} + "
-                       r"\frac{h^2}{s_{min}^2}\Big)"),
+    tolerance_formula=(tex(r"\mathrm{atol} = \frac{\max_i \tau^{dx}_i + @{SAFETY}\rho\sum|g|(1+|\hat x|)}"
+                       r"{h} + @{SAFETY}\rho H,\quad \mathrm{rtol} = @{SAFETY}\Big(\frac{u\max(|z|,|g|)}{h} + "
+                       r"\frac{h^2}{s_{min}^2}\Big)")),
     cases=small_cases,
     check=check_gradgradcheck,
     dtypes=("float64",),

@@ -5,6 +5,7 @@ import dataclasses
 
 import torch
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_views, momentum_factor, record_step
@@ -144,11 +145,11 @@ MIXED_PRECISION = register(Invariant(
                "u_out of the input dtype (x̂ may be recomputed in it). Running statistics: "
                "float32 batch statistics (4(u₃₂k(n) + u₃₂)(|μ| + σ) for the mean) folded in "
                "with a rounding of each float32 buffer term (as running-stats-update)"),
-    tolerance_formula=(r"\tau^{out}_i = 2\,\mathrm{ulp}(y_i) + 4u_{32}\big[k(n)(1 + "
+    tolerance_formula=(tex(r"\tau^{out}_i = @{ULPS}\,\mathrm{ulp}(y_i) + @{SAFETY}u_{32}\big[k(n)(1 + "
                        r"\tfrac{|\mu|}{s} + |\hat x_i|)|\gamma| + |\beta|\big],\ "
-                       r"\tau^{\beta}_c = 4(u_{32}k(n) + u_{32})\textstyle\sum_{i\in c}|g_i|,\ "
-                       r"\tau^{\gamma}_c = 4(u_{32}k(n) + u_{out})\sum_{i\in c}|g_i|"
-                       r"(1 + \tfrac{|\mu_c|}{s_c} + |\hat x_i|)"),
+                       r"\tau^{\beta}_c = @{SAFETY}(u_{32}k(n) + u_{32})\textstyle\sum_{i\in c}|g_i|,\ "
+                       r"\tau^{\gamma}_c = @{SAFETY}(u_{32}k(n) + u_{out})\sum_{i\in c}|g_i|"
+                       r"(1 + \tfrac{|\mu_c|}{s_c} + |\hat x_i|)")),
     cases=lambda space: draw_cases(space, options=mixed_options()),
     check=check,
     dtypes=MIXED_DTYPES,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.bounds import half_tolerance, ulps_off
 from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.cases import draw_cases
@@ -27,7 +28,7 @@ def _forward(subject, problem):
 def check_reference(subject, case):
     p = case.problem
     y, expected, stats, gamma, beta = _forward(subject, p)
-    tol = output_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
+    tol = output_tolerance(p.dtype, stats, gamma, beta)
     assert_close("BN(x)", y, expected, tol, context(subject, p))
 
 
@@ -63,8 +64,8 @@ AGREES_WITH_REFERENCE = register(Invariant(
                "u_out|β|] + the smallest normal number, with k(n) = n, statistics "
                "accumulated in u_acc (float32 for half types) and the elementwise stage in "
                "u_out; measured against the float64 statistics of the same rounded input"),
-    tolerance_formula=(r"\tau_i = 4\big[(u_{acc}n + u_{out})(1 + |\mu|/s + |\hat x_i|)|\gamma|"
-                       r" + u_{out}|\beta|\big] + \mathrm{tiny}"),
+    tolerance_formula=(tex(r"\tau_i = @{SAFETY}\big[(u_{acc}n + u_{out})(1 + |\mu|/s + |\hat x_i|)|\gamma|"
+                       r" + u_{out}|\beta|\big] + \mathrm{tiny}")),
     cases=lambda space: draw_cases(space),
     check=check_reference,
 ))
@@ -90,8 +91,8 @@ HALF_PRECISION_ULP = register(Invariant(
     tolerance=("2 ulps of the correctly rounded reference (half an ulp for each of two "
                "roundings, doubled for a binade boundary), plus what float32 statistics "
                "may cost: SAFETY·u32·[k(n)(1 + |μ|/s + |x̂|)|γ| + |β|], k(n) = n"),
-    tolerance_formula=(r"\tau_i = 2\,\mathrm{ulp}(\mathrm{fl}(y_i)) + 4u_{32}\big[n(1 + |\mu|/s"
-                       r" + |\hat x_i|)|\gamma| + |\beta|\big]"),
+    tolerance_formula=(tex(r"\tau_i = @{ULPS}\,\mathrm{ulp}(\mathrm{fl}(y_i)) + @{SAFETY}u_{32}\big[n(1 + |\mu|/s"
+                       r" + |\hat x_i|)|\gamma| + |\beta|\big]")),
     cases=lambda space: draw_cases(space),
     check=check_half,
     dtypes=HALF_DTYPES,

@@ -5,6 +5,8 @@ import dataclasses
 
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import batch_statistics, running_update
@@ -39,7 +41,7 @@ def check_update(subject, case):
     m = momentum_factor(p)  # the batch's weight under the declared momentum convention
     module = build(subject, p)
     start_batches = case.params["batches"]
-    rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=5),
+    rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=start_batches)
     module(p.input())
     mean, var = batch_statistics(p.values, p.dtype, p.options.eps)
@@ -60,7 +62,7 @@ def check_cumulative(subject, case):
     p = case.problem
     steps = case.params["steps"]
     module = build(subject, p)
-    rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=5),
+    rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=0)
     means, variances = [], []
     for k, batch in enumerate(batches(p, steps), start=1):
@@ -97,10 +99,10 @@ RUNNING_STATS_UPDATE = register(Invariant(
                "variance: SAFETY·(u_acc k(n) + u_out)(σ² + σ|μ|) + the mean's error squared, "
                "times n/(n−1)), plus a few roundings of the update in the buffer's dtype, "
                "SAFETY·u_buf·(|r| + m|s|), plus the buffer's smallest normal"),
-    tolerance_formula=(r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\quad "
-                       r"\delta_\mu = 4\rho(|\mu|+\sigma),\ "
-                       r"\delta_{v} = \tfrac{n}{n-1}\big(4\rho(\sigma^2+\sigma|\mu|)+\delta_\mu^2\big),"
-                       r"\ \rho = u_{acc}k(n)+u_{out}"),
+    tolerance_formula=(tex(r"\tau = m\,\delta_s + @{SAFETY}u_{buf}(|r_0| + m|s|) + \text{tiny},\quad "
+                       r"\delta_\mu = @{SAFETY}\rho(|\mu|+\sigma),\ "
+                       r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+\delta_\mu^2\big),"
+                       r"\ \rho = u_{acc}k(n)+u_{out}")),
     cases=lambda space: draw_cases(
         space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
         options=bn_options(momentum=GIVEN_MOMENTA, track_running_stats=True)),
@@ -124,8 +126,8 @@ RUNNING_STATS_CUMULATIVE = register(Invariant(
     tolerance=("the running-stats-update bound applied step by step with factor 1/k: each "
                "step adds (1/k) times its statistic's error and SAFETY·u_buf·(|r| + |s|/k) "
                "+ tiny, and shrinks earlier errors by 1 − 1/k"),
-    tolerance_formula=(r"\tau_k = (1-\tfrac1k)\tau_{k-1} + \tfrac1k\delta_{s_k} + "
-                       r"4u_{buf}(|r_{k-1}| + |s_k|/k) + \text{tiny},\ \tau_0 = 0"),
+    tolerance_formula=(tex(r"\tau_k = (1-\tfrac1k)\tau_{k-1} + \tfrac1k\delta_{s_k} + "
+                       r"@{SAFETY}u_{buf}(|r_{k-1}| + |s_k|/k) + \text{tiny},\ \tau_0 = 0")),
     cases=lambda space: draw_cases(
         space, st.fixed_dictionaries({"steps": st.integers(2, 4)}),
         options=bn_options(momentum=(None,), track_running_stats=True)),

@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.mixing import gradient_terms, mix, mixing_weight, weight_gradient
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.assertions import assert_close
@@ -68,8 +69,8 @@ WEIGHT_GRADIENT_RADIAL = register(Invariant(
                "the rounding of the backward's reduction over n and of the forward's "
                "x = fl(W u) (reduction over K), each (u_acc k + u_out) times Σ|dx||W||u|, "
                "plus the absolute rounding u_sub of a subnormal x"),
-    tolerance_formula=(r"\tau_c = \sum_{i\in c} (|W||u|)_i\big(\tau^{dx}_i + 4(\rho_n + \rho_K)"
-                       r"|dx_i|\big) + 4u_{sub}\sum_{i\in c}|dx_i|,\ \rho_m = u_{acc}k(m) + u_{out}"),
+    tolerance_formula=(tex(r"\tau_c = \sum_{i\in c} (|W||u|)_i\big(\tau^{dx}_i + @{SAFETY}(\rho_n + \rho_K)"
+                       r"|dx_i|\big) + @{SAFETY}u_{sub}\sum_{i\in c}|dx_i|,\ \rho_m = u_{acc}k(m) + u_{out}")),
     cases=lambda space: draw_cases(space),
     check=check_radial,
 ))
@@ -172,9 +173,9 @@ WEIGHT_GRADIENT_INVERSE_SCALE = register(Invariant(
                "u_sub times Σ|u|, plus the u_out|dl/dW| it may flip), the weight-gradient "
                "tolerance of both runs, and the change of the exact gradient when x moves by "
                "the difference δ of the two roundings"),
-    tolerance_formula=(r"\tau_{ck} = [\text{not exact}]\big(4(1+c)\,u_{sub}(1+\sum_i|u_{ki}|) "
+    tolerance_formula=(tex(r"\tau_{ck} = [\text{not exact}]\big(@{SAFETY}(1+c)\,u_{sub}(1+\sum_i|u_{ki}|) "
                        r"+ 2u_{out}|\partial_W\ell| + \tau^{W}_{ck}(x) + c\,\tau^{W}_{ck}(cx) + "
-                       r"\Delta_{ck}(\delta)\big)"),
+                       r"\Delta_{ck}(\delta)\big)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries(
         {"scale": st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0))})),
     check=check_inverse_scale,

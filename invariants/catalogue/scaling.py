@@ -7,6 +7,7 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.assertions import assert_identical
@@ -143,9 +144,9 @@ def check_positive_scale(subject, case):
     y = module(p.input(x))
     gamma, beta = affine_of(module, x.dim())
     plain, moved = statistics(x, eps / a ** 2), statistics(scaled, eps)
-    tol = (output_tolerance(p.dtype, plain.n, plain.mean, plain.std, plain.xhat, gamma, beta)
-           + output_tolerance(p.dtype, moved.n, moved.mean, moved.std, moved.xhat, gamma, beta)
-           + shifted_input_rounding(p.dtype, scaled, moved.std, moved.xhat, gamma))
+    tol = (output_tolerance(p.dtype, plain, gamma, beta)
+           + output_tolerance(p.dtype, moved, gamma, beta)
+           + shifted_input_rounding(p.dtype, scaled, moved, gamma))
     assert_close(f"BN({a:g} x; eps)", y_scaled, y.detach(), tol,
                  f"{context(subject, p)}; compared with BN(x; eps/{a ** 2:g})")
 
@@ -166,8 +167,8 @@ SCALE_POSITIVE = register(Invariant(
                "dtype (|δᵢ| ≤ u|a xᵢ|, bounded by u·max|a x| per channel, which moves the "
                "mean, the centred value and the variance), as for a rounded shift; ε/a² rounded "
                "to a Python float moves x̂ by at most u₆₄|x̂|/2, inside the output tolerance"),
-    tolerance_formula=(r"\tau_i = \tau^{out}_i(x;\varepsilon/a^2) + \tau^{out}_i(ax;\varepsilon) "
-                       r"+ 4u\,\max_{c}|a x|\,(2+|\hat x_i|)\,|\gamma_c|/s_c(ax)"),
+    tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x;\varepsilon/a^2) + \tau^{out}_i(ax;\varepsilon) "
+                       r"+ @{SAFETY}u\,\max_{c}|a x|\,(2+|\hat x_i|)\,|\gamma_c|/s_c(ax)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "mantissa": st.integers(1, 63), "exponent": st.integers(-4, 4)})),
     check=check_positive_scale,

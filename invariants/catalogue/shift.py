@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.bounds import tex
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.cases import add_per_channel, draw_cases, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
@@ -23,7 +25,7 @@ def shifted_pair(problem, strength: float, exact: bool, std=None):
     x = problem.values
     if std is None:
         std = statistics(x, problem.options.eps).std
-    b = per_channel_offsets(problem, std, strength, stream=3)
+    b = per_channel_offsets(problem, std, strength, stream=streams.SHIFT)
     if exact:
         h = exact_shift_grid(x, b, problem.dtype)
         x, b = (x / h).round() * h, (b / h).round() * h
@@ -43,10 +45,10 @@ def check(subject, case):
     gamma, beta = affine_of(module, x.dim())
     plain = statistics(x, eps) if exact else original
     moved = statistics(shifted, eps)
-    tol = (output_tolerance(p.dtype, plain.n, plain.mean, plain.std, plain.xhat, gamma, beta)
-           + output_tolerance(p.dtype, moved.n, moved.mean, moved.std, moved.xhat, gamma, beta))
+    tol = (output_tolerance(p.dtype, plain, gamma, beta)
+           + output_tolerance(p.dtype, moved, gamma, beta))
     if not exact:
-        tol = tol + shifted_input_rounding(p.dtype, shifted, plain.std, plain.xhat, gamma)
+        tol = tol + shifted_input_rounding(p.dtype, shifted, plain, gamma)
     assert_close("BN(x + b)", y_shifted, y_plain.detach(), tol,
                  f"{context(subject, p)}; shift {'exact' if exact else 'rounded'}")
 
@@ -64,8 +66,8 @@ SHIFT_INVARIANCE = register(Invariant(
     tolerance=("the output tolerance of BN(x) plus that of BN(x + b), plus the effect of "
                "rounding x + b to the dtype (|δᵢ| ≤ u|xᵢ + b|); on a dyadic grid, where x + b "
                "is exact, that last term is zero"),
-    tolerance_formula=(r"\tau_i = \tau^{out}_i(x) + \tau^{out}_i(x+b) + "
-                       r"[\text{not exact}]\, 4u\,\max|x+b|\,(2+|\hat x_i|)\,|\gamma|/s"),
+    tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x) + \tau^{out}_i(x+b) + "
+                       r"[\text{not exact}]\, @{SAFETY}u\,\max|x+b|\,(2+|\hat x_i|)\,|\gamma|/s")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries(
         {"shift": strengths(), "exact": st.booleans()})),
     check=check,

@@ -42,7 +42,7 @@ def check(subject, case):
     y_eval = module.eval()(x)
     stats = statistics(p.values, p.options.eps)
     gamma, beta = affine_of(module, p.values.dim())
-    tol = 2 * output_tolerance(p.dtype, stats.n, stats.mean, stats.std, stats.xhat, gamma, beta)
+    tol = 2 * output_tolerance(p.dtype, stats, gamma, beta)
     assert_close("eval-mode output", y_eval, y_train, tol,
                  f"{ctx}; should use the batch's statistics like the training-mode output")
 

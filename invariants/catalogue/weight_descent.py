@@ -7,6 +7,8 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
+from bn_invariants.invariants.bounds import tex
+from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_finite
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import radial_reference_error
@@ -84,8 +86,8 @@ WEIGHT_NORM_NONDECREASING = register(Invariant(
     tolerance=("the radial term 2η|⟨W, ∇⟩| itself (its exact value, O(ε/σ²), plus the "
                "weight-gradient-radial tolerance), the rounding of W_{t+1} to the dtype "
                "(2u‖W_t − η∇‖²) and the float64 evaluation of the norms"),
-    tolerance_formula=(r"\tau_c = 2\eta\big(|r_c| + \tau^{rad}_c\big) + 4\big(2u\|W_t-\eta\nabla_t\|_c^2"
-                       r" + u_{64}K(\|W_t\|_c^2+\|W_{t+1}\|_c^2+\eta^2\|\nabla_t\|_c^2)\big)"),
+    tolerance_formula=(tex(r"\tau_c = 2\eta\big(|r_c| + \tau^{rad}_c\big) + @{SAFETY}\big(2u\|W_t-\eta\nabla_t\|_c^2"
+                       r" + u_{64}K(\|W_t\|_c^2+\|W_{t+1}\|_c^2+\eta^2\|\nabla_t\|_c^2)\big)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 4), "lr": st.sampled_from((0.5, 0.125, 1.0))}),
         regimes_allowed=POSITIVE_VARIANCE),
@@ -109,7 +111,7 @@ def scale_descent(subject, p, module, scale, *, steps: int, lr: float):
 
 def initial_scale(p) -> torch.Tensor:
     """a_0: ±2**U(-1, 1) per channel, rounded to the dtype, float64."""
-    gen = p.generator(6)
+    gen = p.generator(streams.SCALE_DESCENT)
     c = p.num_features
     sign = torch.where(torch.rand(c, generator=gen) < 0.5, -1.0, 1.0).double()
     return (sign * 2.0 ** (2 * torch.rand(c, generator=gen, dtype=torch.float64) - 1)
@@ -159,8 +161,8 @@ VARIANCE_HELD_OUT_DRIFT = register(Invariant(
     tolerance=("each step: the radial tolerance of weight-gradient-radial with |a u| for "
                "|W||u| and K = 1, over |a|; the drift: lr times the gradients' bounds plus one "
                "rounding of a per step"),
-    tolerance_formula=(r"\tau^{a}_c = \tau^{rad}_c/|a_c|,\quad |a_T - a_0|_c \le \sum_t "
-                       r"\big(\eta(|r_{t,c}|/|a_{t,c}| + \tau^a_{t,c}) + 4u|a_{t,c}|\big)"),
+    tolerance_formula=(tex(r"\tau^{a}_c = \tau^{rad}_c/|a_c|,\quad |a_T - a_0|_c \le \sum_t "
+                       r"\big(\eta(|r_{t,c}|/|a_{t,c}| + \tau^a_{t,c}) + @{SAFETY}u|a_{t,c}|\big)")),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 4), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
     check=check_scale_drift,
