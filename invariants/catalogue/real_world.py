@@ -122,7 +122,7 @@ def check_eps(subject, case):
     eps = p.options.eps
     s = statistics(x.to(p.torch_dtype).double(), eps)
     expected = s.xhat if gamma is None else gamma * s.xhat + beta
-    tau = output_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, gamma, beta)
+    tau = output_tolerance(p.dtype, s, gamma, beta)
     ctx = (f"{context(subject, p)}; the values scaled by {scale:g}, so x̂ is shrunk by "
            f"√(σ²/(σ²+ε)) = {float((s.var / (s.var + eps)).sqrt().min()):.3g}")
     try:
@@ -178,7 +178,7 @@ def check_permuted(subject, case):
     s = statistics(p.values, p.options.eps)
     module = build(subject, p)
     gamma, beta = affine_of(module, rank)
-    tau = output_tolerance(p.dtype, s.n, s.mean, s.std, s.xhat, gamma, beta)
+    tau = output_tolerance(p.dtype, s, gamma, beta)
     assert_close("BN(x with permuted spatial dims)", y_view, y, 2 * tau, ctx)
 
 
