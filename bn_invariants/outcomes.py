@@ -4,6 +4,9 @@ subject raised are one line each, a failure's report is one short block with its
 reproduction; and the end-of-run summary that counts and groups them."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
@@ -112,8 +115,24 @@ def short_block(target, violation, script: str = "") -> str:
                   "  from bn_invariants.invariants import *; from bn_invariants.strategies import *",
                   "  from bn_invariants.invariants.runner import check_case",
                   f"  check_case(REGISTRY[{target.invariant.id!r}], "
-                  f"load_subject({str(target.subject)!r}), {violation.reproduction!r})"]
+                  f"load_subject({str(target.subject)!r}), {compact(violation.reproduction)})"]
     return "\n".join(lines)
+
+
+def compact(value) -> str:
+    """``repr`` of a dataclass with only the fields that differ from their defaults
+    (recursively), so a Case reads Case(problem=Problem(shape=(2, 1)), params={})."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+    parts = []
+    for f in dataclasses.fields(value):
+        got = getattr(value, f.name)
+        default = (f.default if f.default is not dataclasses.MISSING else
+                   f.default_factory() if f.default_factory is not dataclasses.MISSING
+                   else dataclasses.MISSING)
+        if default is dataclasses.MISSING or got != default:
+            parts.append(f"{f.name}={compact(got)}")
+    return f"{type(value).__name__}({', '.join(parts)})"
 
 
 def _fail(report, text: str) -> None:

@@ -140,10 +140,10 @@ def terminal_summary(terminalreporter, config) -> None:
     write_summary(terminalreporter, config, _coverage_lines(config))
 
 
-def _why_empty(invariant, subject, device, whole_space, target) -> str:
+def _why_empty(invariant, subject, device, whole_space=None) -> str:
     if not invariant.applies_on(device):
         return f"{invariant.id} applies only on {', '.join(invariant.devices)}, not on {device}"
-    if invariant.space_for(whole_space):
+    if whole_space is not None and invariant.space_for(whole_space):
         return (f"every input {subject} accepts on {device} that {invariant.id} applies to "
                 f"is in a known deviation of torch (replayed by tests/test_known_deviations.py)")
     return f"{subject} accepts no input on {device} that {invariant.id} applies to"
@@ -157,7 +157,7 @@ def _skip_reason(invariant, subject, device, probed, target) -> str:
             and not probed.diagnosis.frozen_like:
         return f"{subject} does not normalise over the batch (see batch-normalisation)"
     if not target.space:
-        return _why_empty(invariant, subject, device, probed.space, target)
+        return _why_empty(invariant, subject, device, probed.space)
     return target.declined_everywhere()
 
 

@@ -55,6 +55,13 @@ class Capabilities:
         return "declines " + "; ".join(f"{k} ({v})" for k, v in self.declined.items())
 
 
+def declined_option(exc: BaseException) -> str:
+    """The message of a constructor that declined an option ('' for anything else): a
+    SubjectError caused by NotImplementedError, TypeError or ValueError."""
+    cause = exc.__cause__ if isinstance(exc, SubjectError) else None
+    return f"{type(cause).__name__}: {cause}" if isinstance(cause, DECLINES) else ""
+
+
 def needed(options: BNOptions) -> list:
     """The names of the non-default options ``options`` asks for."""
     out = []
@@ -80,8 +87,7 @@ def _declined(subject, options, device, dtype, rank, training=True):
         module = subject.build(PROBE_CHANNELS, options=options, device=device, dtype=dtype)
         module.train(training)(_sample_input(rank, dtype, device))
     except SubjectError as exc:
-        cause = exc.__cause__
-        return f"{type(cause).__name__}: {cause}" if isinstance(cause, DECLINES) else None
+        return declined_option(exc) or None
     except DECLINES as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception:
