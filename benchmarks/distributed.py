@@ -60,8 +60,8 @@ def main(argv=None):
         single = target_for(invariants.REGISTRY[single_id], REFERENCE_SUBJECT, single_space)
         dist_rate, _, _, dist_violations = invariant_rate(dist, args.examples)
         single_rate, _, _, _ = invariant_rate(single, args.examples)
-        print(f"{dist_id:34s} {1000 / dist_rate:10.1f}   {single_id:30s} {1000 / single_rate:10.1f} "
-              f"{single_rate / dist_rate:6.1f}x"
+        print(f"{dist_id:34s} {1000 / dist_rate:10.1f}   {single_id:30s} "
+              f"{1000 / single_rate:10.1f} {single_rate / dist_rate:6.1f}x"
               + (f"  VIOLATED: {dist_violations[0]}" if dist_violations else ""))
     pool.stop()
 

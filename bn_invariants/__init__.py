@@ -1,6 +1,10 @@
 """bn-invariants: a property-based verification suite for batch normalization.
 
-The pytest plugin: ``pytest --bn-impl=package.module:Name`` (see ``bn_invariants.plugin``).
+Three entry points, one registry:
+
+* the pytest plugin: ``pytest --bn-impl=package.module:Name`` (``bn_invariants.plugin``);
+* the Python API: ``check_batch_norm(Name)`` (``bn_invariants.api``);
+* the command line: ``bn-invariants check package.module:Name`` (``bn_invariants.cli``).
 
 Importing this package imports neither torch nor the registry; they load on first use.
 """
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-__all__ = ["__version__", "registry_hash"]
+__all__ = ["__version__", "check_batch_norm", "registry_hash"]
 
 
 def registry_hash() -> str:
@@ -27,3 +31,10 @@ def registry_hash() -> str:
                             [f.__qualname__ for f in dev.factories], repr(dev.counterexample))
                            ).encode())
     return digest.hexdigest()[:12]
+
+
+def __getattr__(name):
+    if name == "check_batch_norm":  # lazily: importing the package must not import torch
+        from bn_invariants.api import check_batch_norm
+        return check_batch_norm
+    raise AttributeError(f"module 'bn_invariants' has no attribute {name!r}")

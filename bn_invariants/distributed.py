@@ -19,6 +19,7 @@ from bn_invariants.invariants.distributed.subjects import (BUILTIN_DIST_SUBJECTS
                                                            unavailable)
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.plugin import setting
+from bn_invariants.report import REPORT, register_report
 
 DIST_SUBJECTS = pytest.StashKey[tuple]()
 EXAMPLE_SHARE = 4
@@ -46,6 +47,9 @@ def configure(config) -> None:
     """Choose the distributed subjects: --bn-dist-impl (loaded and probed on 2 ranks,
     one-line UsageError when it cannot be used) or the built-in ones."""
     TIMEOUT["seconds"] = _timeout(config)
+    report_path = setting(config, "--bn-report")
+    if report_path and REPORT not in config.stash:  # not yet registered by session.configure
+        register_report(config, report_path)
     spec = setting(config, "--bn-dist-impl")
     if not spec:
         config.stash[DIST_SUBJECTS] = BUILTIN_DIST_SUBJECTS

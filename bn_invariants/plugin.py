@@ -7,7 +7,7 @@ also an ini key of the same name with underscores.  torch is imported only then.
 """
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,13 +110,43 @@ def pytest_configure(config):
         if setting(config, "--bn-impl") and config.args_source != pytest.Config.ArgsSource.ARGS:
             config.args[:] = [str(INVARIANT_TESTS)]  # checking one batch norm: only the invariants
             config.stash[ONLY_INVARIANTS] = True
-        elif str(INVARIANT_TESTS) not in config.args:
-            config.args.append(str(INVARIANT_TESTS))
+        else:
+            _add_tests(config, INVARIANT_TESTS, "--bn-impl")
     if is_distributed_active(config):
         from bn_invariants import distributed
         distributed.configure(config)
-        if str(DISTRIBUTED_TESTS) not in config.args:
-            config.args.append(str(DISTRIBUTED_TESTS))
+        _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+
+
+def _add_tests(config, module: Path, impl_option: str) -> None:
+    """Add ``module``'s tests to this run when it names no paths (pytest's testpaths or the
+    current directory), or when ``impl_option``/--bn-builtin is on the command line itself:
+    ``pytest tests/test_x.py`` with the options in an ini file runs only that file."""
+    no_paths = config.args_source != pytest.Config.ArgsSource.ARGS
+    asked = (config.getoption(impl_option, default=None)
+             or config.getoption("--bn-builtin", default=None))
+    if (no_paths or asked) and str(module) not in config.args:
+        config.args.append(str(module))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """Collecting the invariant tests must not change sys.path.  pytest's default import
+    mode would put the folder above ``bn_invariants`` first; in a source checkout that
+    folder holds ``strategies/`` and ``invariants/``, which would shadow the project's own
+    modules of those names.  Only the folders on the way to the invariant tests that are
+    not the project's own are guarded."""
+    path = getattr(collector, "path", None)
+    rootpath = collector.config.rootpath
+    ours = (path is not None and not rootpath.is_relative_to(path)
+            and any(tests.is_relative_to(path) for tests in (INVARIANT_TESTS, DISTRIBUTED_TESTS)))
+    if not ours:
+        return (yield)
+    before = list(sys.path)
+    try:
+        return (yield)
+    finally:
+        sys.path[:] = before
 
 
 def pytest_report_header(config):

@@ -11,7 +11,8 @@ Writes one JSON document when the session ends:
      # a failure's reason is its whole report block: the violation and its reproduction
      "summary": {"pass": n, "fail": n, ...}}
 
-``results`` holds one entry per ``test_invariant`` test: the dtypes are those its
+``results`` holds one entry per ``test_invariant`` test (and per
+``test_distributed_invariant`` test of the distributed family): the dtypes are those its
 target draws (the subject's probed space, restricted to where the invariant
 applies, less known deviations); a skip says why (unsupported by the subject, no
 applicable input, device absent).  ``coverage`` is what each subject accepts on
@@ -81,11 +82,13 @@ class BatchNormReport:
 
 
 def describe_item(item) -> dict | None:
-    """invariant, subject, device and dtypes of a test_invariant item (None for others)."""
-    if getattr(item, "originalname", None) != "test_invariant":
+    """invariant, subject, device and dtypes of a test_invariant (or, for the distributed
+    family, test_distributed_invariant) item (None for others)."""
+    if getattr(item, "originalname", None) not in ("test_invariant", "test_distributed_invariant"):
         return None
     callspec = getattr(item, "callspec", None)
-    target = callspec.params.get("target") if callspec else None
+    params = callspec.params if callspec else {}
+    target = params.get("target", params.get("dist_target"))
     if target is not None:
         return {"invariant": target.invariant.id, "subject": target.subject.name,
                 "device": target.space.device,

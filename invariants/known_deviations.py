@@ -15,8 +15,9 @@ from bn_invariants.invariants.registry import REGISTRY, Case, Space
 from bn_invariants.invariants.subjects import TORCH_FACTORIES, FunctionalBatchNorm
 from bn_invariants.strategies import BNOptions, Problem
 
-MEASURED_ON = ("2.13",)
-"""The torch versions every entry below was measured on (torch 2.13.0, CPU)."""
+MEASURED_ON = ("2.13", "2.14")
+"""The torch versions every entry below was measured on (torch 2.13.0 and 2.14.1, CPU:
+each counterexample still fails on 2.14.1, none passes)."""
 
 RANK_FAMILIES = ((nn.BatchNorm1d, FunctionalBatchNorm), (nn.BatchNorm2d,), (nn.BatchNorm3d,))
 """torch's factories by the ranks they accept (2 and any, 4, 5): one counterexample each."""

@@ -36,7 +36,8 @@ def test_a_hung_rank_ends_in_a_timeout_not_a_hang(pool):
 def test_a_raising_rank_is_named_in_one_line(pool):
     with pytest.raises(RankError) as info:
         pool.run(tasks.raise_on_rank_one, [0, 0])
-    assert str(info.value) == "raise_on_rank_one on 2 ranks: rank 1 raised ValueError: slice refused"
+    assert str(info.value) == ("raise_on_rank_one on 2 ranks: rank 1 raised ValueError: slice "
+                               "refused")
     assert pool.run(tasks.rank_sum, [2, 2]) == [4.0, 4.0]
 
 

@@ -23,7 +23,6 @@ from bn_invariants.invariants.runner import check_case, find_violation
 from bn_invariants.strategies.options import BNOptions
 from bn_invariants.strategies.problems import Problem
 from bn_invariants.strategies.shapes import LONG_REDUCTION, reduction_length
-from bn_invariants import zoo
 from tools import time_to_detect as ttd
 from tools.kill_matrix import JSON_PATH as KILL_MATRIX_PATH
 from tools.kill_matrix import subjects
@@ -70,11 +69,11 @@ def case_of(row) -> Case:
 
 
 def test_every_mutant_has_a_catcher(doc):
-    for mutant in zoo.MUTANTS:
+    for mutant in ttd.all_mutants():
         catchers = [r["invariant"] for r in caught_rows(doc) if r["mutant"] == mutant.__name__]
         assert catchers, (f"catchers of {mutant.__name__} in the time-to-detect table=[], but "
                           f"should be at least one [{RERUN}]")
-    unknown = sorted({r["mutant"] for r in doc["rows"]} - {m.__name__ for m in zoo.MUTANTS})
+    unknown = sorted({r["mutant"] for r in doc["rows"]} - {m.__name__ for m in ttd.all_mutants()})
     assert not unknown, f"mutants not in the zoo={unknown}, but should be [] [{RERUN}]"
 
 
@@ -85,10 +84,10 @@ def test_every_catcher_is_registered(doc):
 
 def test_rows_are_the_kill_matrix_catches(doc):
     kill_matrix = json.loads(KILL_MATRIX_PATH.read_text())
-    unknown = [m.__name__ for m in zoo.MUTANTS if m.__name__ not in kill_matrix["matrix"]]
+    unknown = [m.__name__ for m in ttd.all_mutants() if m.__name__ not in kill_matrix["matrix"]]
     assert not unknown, (f"mutants the kill matrix lacks={unknown}, but should be [] [rerun "
                          f"`python3 -m tools.kill_matrix`, then {RERUN}]")
-    expected = sorted(ttd.catchers(kill_matrix, zoo.MUTANTS))
+    expected = sorted(ttd.catchers(kill_matrix, ttd.all_mutants()))
     got = sorted((r["mutant"], r["invariant"]) for r in doc["rows"])
     assert got == expected, (f"(mutant, invariant) rows={sorted(set(got) ^ set(expected))} "
                              f"differ from the kill matrix's catches, but should not [{RERUN}]")

@@ -1,7 +1,7 @@
 """Time to detect: how soon the suite catches each broken batch norm, and how small the
 counterexample it reports.
 
-For every zoo mutant (bn_invariants/zoo) and every invariant the kill matrix
+For every zoo mutant (bn_invariants/zoo, the distributed ones included) and every invariant the kill matrix
 (docs/data/kill_matrix.json) records as catching it, or its CAUGHT_BY names, runs
 the ``ci`` profile's search (derandomized, 30 examples, no database, no deadline) on
 the CPU *with* the shrink phase, and records the examples and seconds to the first failure, the
@@ -44,6 +44,7 @@ from tools.kill_matrix import (
     _one_thread,
     classify,
     search_settings,
+    space_of,
     subjects,
 )
 
@@ -136,10 +137,10 @@ def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> 
     first scan of the project's modules), so the timings come from the second;
     ``repeatable`` says whether both found the same thing."""
     from bn_invariants import invariants
-    from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import target_for
     subject = subjects()[name][0]
-    target = target_for(invariants.REGISTRY[invariant_id], subject, probe(subject, "cpu"))
+    invariant = invariants.REGISTRY[invariant_id]
+    target = target_for(invariant, subject, space_of(subject, invariant))
     cold, warm = search_once(target, max_examples), search_once(target, max_examples)
     return {"mutant": name, "invariant": invariant_id, **warm,
             "repeatable": untimed(cold) == untimed(warm)}
@@ -195,12 +196,18 @@ def _progress(done, total, row):
           f"shrinking, shrunk to {ce and ce['shape']}", file=sys.stderr, flush=True)
 
 
+def all_mutants() -> tuple:
+    """Every zoo mutant: the single-process ones, then the distributed ones."""
+    from bn_invariants import zoo
+    from bn_invariants.zoo.distributed import DIST_MUTANTS
+    return tuple(zoo.MUTANTS) + DIST_MUTANTS
+
+
 def order(rows) -> list[dict]:
     """Rows grouped by mutant in zoo order; within a mutant, fewest examples to the
     first failure first, then the smaller shrunk counterexample, then the id (all
     deterministic, so the order does not move with the timings)."""
-    from bn_invariants import zoo
-    rank = {cls.__name__: k for k, cls in enumerate(zoo.MUTANTS)}
+    rank = {cls.__name__: k for k, cls in enumerate(all_mutants())}
 
     def key(row):
         ce = row["counterexample"]
@@ -348,8 +355,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bn_invariants import zoo
-    by_name = {cls.__name__: cls for cls in zoo.MUTANTS}
+    by_name = {cls.__name__: cls for cls in all_mutants()}
     names = args.mutants.split(",") if args.mutants else list(by_name)
     unknown = [n for n in names if n not in by_name]
     if unknown:

@@ -5,7 +5,6 @@ tests/test_zoo.py requires one for each such invariant.
 """
 
 WORTH = {
-    "distributed-eval-local": "The only check that eval mode stays local across processes (each rank its own running statistics, no state change), which a batch norm that synchronises unconditionally breaks; no distributed mutant does that yet.",
     "distributed-forward": "The defining property of a synchronised batch norm, elementwise on every rank: the first alarm for any wrong cross-process mean or variance.",
     "distributed-input-gradient": "The distributed form of the paper's point, stated exactly on every rank: the global sum of dl/dx is zero only when backward all-reduces Σg and Σg·x̂.",
     "distributed-no-bias-drift": "States the missing backward all-reduce as training dynamics with W ranks: a bias before the normalisation moves although nothing is learned.",

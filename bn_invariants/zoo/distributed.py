@@ -2,8 +2,9 @@
 
 Each subclasses the reference (invariants.distributed.reference.AllReduceBatchNorm)
 and overrides one collective step.  They run inside a process group, so the suite
-checks them with the distributed family (``pytest --bn-dist-impl=bn_invariants.zoo.distributed:Name``),
-never with the single-process one.  Like the single-process zoo, each carries BUG,
+checks them with the distributed family
+(``pytest --bn-dist-impl=bn_invariants.zoo.distributed:Name``), never with the
+single-process one.  Like the single-process zoo, each carries BUG,
 SOURCE and CAUGHT_BY (asserted by tests/test_distributed_zoo.py).
 """
 from __future__ import annotations
@@ -89,11 +90,26 @@ class DeviceCountWorldSizeBatchNorm(AllReduceBatchNorm):
         return max(torch.cuda.device_count() if torch.cuda.is_available() else 0, 1)
 
 
+class EvalSynchronisesBatchNorm(AllReduceBatchNorm):
+    """Eval mode normalises with the global batch's statistics too, ignoring the running
+    statistics (and needing every rank to call it the same number of times)."""
+
+    BUG = "eval mode synchronises and normalises with global batch statistics"
+    SOURCE = ("SyncBatchNorm ports that synchronise whatever the mode; torch.nn.SyncBatchNorm "
+              "synchronises only in training mode (need_sync), so ranks may evaluate "
+              "unevenly")
+    CAUGHT_BY = ("distributed-eval-local",)
+
+    def synchronises(self) -> bool:
+        return True
+
+
 DIST_MUTANTS = (
     UnweightedRankMeanBatchNorm,
     NoBetweenRankVarianceBatchNorm,
     LocalCountRunningVarianceBatchNorm,
     NoAllReduceBackwardBatchNorm,
     DeviceCountWorldSizeBatchNorm,
+    EvalSynchronisesBatchNorm,
 )
 """One bug each; the distributed family must catch every one."""

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from bn_invariants.invariants.reference import ModelBatchNorm, _update_running, channel_view, reduce_dims
+from bn_invariants.invariants.reference import (ModelBatchNorm, _update_running, channel_view,
+                                                reduce_dims)
 from bn_invariants.strategies import accumulation_dtype, torch_dtype
 
 
@@ -110,10 +111,14 @@ class AllReduceBatchNorm(ModelBatchNorm):
                             self.bessel_count(n, x.numel() // max(x.shape[1], 1)), self.momentum)
         return xhat, {"inv_std": channel_view(inv_std / scale, x.dim()), "count": n}
 
+    def synchronises(self) -> bool:
+        """Whether this call normalises with global batch statistics: in training mode, or
+        without running statistics; eval with running statistics is purely local."""
+        return self.training or self.running_mean is None
+
     def forward(self, x):
-        use_batch = self.training or self.running_mean is None
-        if not use_batch:
-            return super().forward(x)  # eval with running statistics: purely local
+        if not self.synchronises():
+            return super().forward(x)
         if x.dim() < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"expected (N, {self.num_features}, *) input, got {tuple(x.shape)}")
         compute = torch_dtype(accumulation_dtype(str(x.dtype).removeprefix("torch.")))

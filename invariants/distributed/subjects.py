@@ -81,8 +81,9 @@ def dist_subject(spec: str, device: str = "cpu") -> DistSubject:
                        bool(getattr(loaded.factory, "accepts_empty_slice", False)))
 
 
-REFERENCE_DIST_SUBJECT = DistSubject("bn_invariants.invariants.distributed.reference:AllReduceBatchNorm",
-                                     AllReduceBatchNorm, "cpu", True)
+REFERENCE_DIST_SUBJECT = DistSubject(
+    "bn_invariants.invariants.distributed.reference:AllReduceBatchNorm", AllReduceBatchNorm, "cpu",
+    True)
 """The reference: all-reduce of counts, sums and centred second moments (gloo, CPU)."""
 TORCH_SYNC_SUBJECT = DistSubject("torch.nn:SyncBatchNorm", nn.SyncBatchNorm, "cuda", True)
 """torch's own: CUDA with NCCL only; it supports empty slices."""

@@ -105,7 +105,8 @@ def bias_descent(request: RankRequest) -> dict:
     """Gradient descent on a bias b before the batch norm, replicated on every rank as
     data-parallel training does it: each rank differentiates its own loss
     l_r = sum(g_r * BN(x_r + b)), the gradients are summed over ranks (all_reduce),
-    and every rank takes the same step.  Answers b_t (path_bias) and l_r(b_t) (path_loss) per step."""
+    and every rank takes the same step.  Answers b_t (path_bias) and l_r(b_t) (path_loss)
+    per step."""
     p, steps, lr = request.problem, request.params["steps"], request.params["lr"]
     module = _module(request)
     x, g = request.input(), request.cotangent().double()

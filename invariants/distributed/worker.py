@@ -24,8 +24,9 @@ def _join(dist, backend: str, store_dir: str, rank: int, world: int, generation:
           timeout_s: float) -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-    dist.init_process_group(backend, init_method=f"file://{os.path.join(store_dir, f'group-{generation}')}",
-                            rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
+    store = os.path.join(store_dir, f"group-{generation}")
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
 
 
 def serve(rank: int, conn, store_dir: str, backend: str, collective_timeout_s: float) -> None:

@@ -1,0 +1,91 @@
+"""The command line: ``bn-invariants check package.module:Name [--json report.json]``.
+
+Exit status as pytest's: 0 when every invariant holds, 1 when one is violated, 2 for a
+usage error (a spec that does not import, an unknown invariant or device).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bn-invariants",
+        description="Property-based verification of batch normalization implementations.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check", help="check a batch norm against every invariant",
+        description="Search every invariant for a counterexample on IMPL, print a table "
+                    "(invariant, device, verdict, worst ratio to tolerance, reproduction) "
+                    "and exit 0 (all hold) or 1 (one is violated).")
+    check.add_argument("impl", metavar="IMPL",
+                       help="package.module:Name, a class or factory with "
+                            "torch.nn.BatchNorm2d's constructor")
+    check.add_argument("--device", action="append", choices=("cpu", "cuda"), default=None,
+                       help="check on this device (repeatable; default: every available one)")
+    check.add_argument("--invariant", action="append", default=None, metavar="ID",
+                       help="check only this invariant (repeatable; default: all)")
+    check.add_argument("--profile", default=None,
+                       help="Hypothesis profile: dev, ci, ci-seeded or thorough (default: ci "
+                            "when the CI variable is set, dev otherwise)")
+    check.add_argument("--ref", default=None, metavar="package.module:Name",
+                       help="differential mode: also check agreement with this implementation")
+    check.add_argument("--replicas", type=int, default=1, metavar="K",
+                       help="check K problems per drawn example (default 1)")
+    check.add_argument("--json", type=Path, default=None, metavar="PATH",
+                       help="also write the report as JSON to PATH")
+    check.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from bn_invariants import __version__
+        print(f"bn-invariants {__version__}")
+        return 0
+    if args.command != "check":
+        parser.print_help()
+        return 2
+    return _check(args)
+
+
+def _check(args) -> int:
+    from bn_invariants.api import check_batch_norm
+    from bn_invariants.invariants import SubjectError
+    from bn_invariants.strategies.profiles import default_profile
+
+    def progress(i, n, result):
+        ratio = "" if result.worst_ratio is None else f", worst ratio {result.worst_ratio:.3g}"
+        print(f"[{i}/{n}] {result.invariant} on {result.device}: {result.verdict}"
+              f"{ratio} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        report = check_batch_norm(
+            args.impl, devices=args.device, invariants=args.invariant,
+            settings=args.profile or default_profile(), reference=args.ref,
+            replicas=args.replicas, progress=None if args.quiet else progress,
+            raise_on_failure=False)
+    except (ValueError, SubjectError) as exc:
+        print(f"bn-invariants: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"bn-invariants {report.version} (registry {report.registry}); torch {report.torch}; "
+          f"profile {report.profile}; subject {report.subject}")
+    print(report.table())
+    if report.failures:
+        print()
+        print(report.failure_text())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+        print(f"report written to {args.json}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The Python API and the command line: one readable verdict, exit codes as pytest's."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import settings
+
+from bn_invariants import check_batch_norm
+from bn_invariants.cli import main
+from bn_invariants.zoo import DetachedMeanBatchNorm, ZooBatchNorm
+
+FAST = ["shift-invariance", "zero-bias-gradient"]
+CI = settings.get_profile("ci")
+
+
+def test_a_correct_batch_norm_gets_a_report_of_passes():
+    report = check_batch_norm(ZooBatchNorm, devices=["cpu"], invariants=FAST, settings=CI)
+    assert report.ok and [r.verdict for r in report.results] == ["pass", "pass"]
+    assert report.subject == "bn_invariants.zoo.base:ZooBatchNorm"
+    assert all(0 <= r.worst_ratio <= 1 for r in report.results), report.results
+    assert len(report.registry) == 12 and report.version
+
+
+def test_a_violation_raises_one_assertion_error_with_its_reproduction():
+    with pytest.raises(AssertionError) as info:
+        check_batch_norm(DetachedMeanBatchNorm, devices=["cpu"], invariants=FAST, settings="ci")
+    text = str(info.value)
+    assert text.startswith("1 invariant(s) violated by bn_invariants.zoo.detached_mean:"), text
+    assert "- zero-bias-gradient on cpu: dl/db[0]=" in text
+    assert "reproduce: Case(problem=Problem(shape=(2, 1), dtype='float32'" in text
+
+
+def test_the_report_can_be_kept_instead_of_raised():
+    report = check_batch_norm(DetachedMeanBatchNorm, devices=["cpu"], invariants=FAST,
+                              settings=CI, raise_on_failure=False)
+    failed = report.failures
+    assert [r.invariant for r in failed] == ["zero-bias-gradient"] and failed[0].worst_ratio > 1
+    assert report.to_json()["summary"] == {"pass": 1, "fail": 1, "skip": 0}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"devices": ["tpu"]}, "device 'tpu': should be 'cpu' or 'cuda'"),
+    ({"invariants": ["no-such"]}, "unknown invariant 'no-such'"),
+    ({"settings": "no-such-profile"}, "Hypothesis profile 'no-such-profile' is not registered"),
+    ({"replicas": 0}, "replicas=0, but should be at least 1"),
+])
+def test_bad_arguments_are_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        check_batch_norm(ZooBatchNorm, **kwargs)
+
+
+def test_cli_exit_codes_table_and_json(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    ok = main(["check", "bn_invariants.zoo.base:ZooBatchNorm", "--profile", "ci",
+               "--invariant", "shift-invariance", "--json", str(path)])
+    out = capsys.readouterr()
+    assert ok == 0, out.out
+    assert "shift-invariance  cpu     pass" in out.out and "1 passed, 0 failed" in out.out
+    assert "[1/" in out.err, "no progress line on stderr"
+    assert json.loads(path.read_text())["results"][0]["verdict"] == "pass"
+    bad = main(["check", "bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm", "--quiet",
+                "--profile", "ci", "--invariant", "zero-bias-gradient"])
+    out = capsys.readouterr()
+    assert bad == 1 and "reproduce: Case(" in out.out and out.err == ""
+    assert main(["check", "no.such:Thing"]) == 2
+    assert "does not import" in capsys.readouterr().err
+
+
+def test_the_registry_hash_is_the_same_in_every_process():
+    import subprocess
+    import sys
+    probe = "import bn_invariants; print(bn_invariants.registry_hash())"
+    runs = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           timeout=120).stdout.strip() for _ in range(2)}
+    assert len(runs) == 1 and len(runs.pop()) == 12, f"hashes={runs}, but should be one 12-digit hash"
