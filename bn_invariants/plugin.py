@@ -107,8 +107,11 @@ def pytest_configure(config):
     if is_active(config):
         from bn_invariants import session  # torch and the registry load here, not before
         session.configure(config)
-        if setting(config, "--bn-impl") and config.args_source != pytest.Config.ArgsSource.ARGS:
-            config.args[:] = [str(INVARIANT_TESTS)]  # checking one batch norm: only the invariants
+        if (setting(config, "--bn-impl") and in_this_repository(config)
+                and config.args_source != pytest.Config.ArgsSource.ARGS):
+            # checking one batch norm in the suite's own checkout: only the invariants, not
+            # the self-tests (in another project they are added beside its own tests)
+            config.args[:] = [str(INVARIANT_TESTS)]
             config.stash[ONLY_INVARIANTS] = True
         else:
             _add_tests(config, INVARIANT_TESTS, "--bn-impl")
@@ -116,6 +119,11 @@ def pytest_configure(config):
         from bn_invariants import distributed
         distributed.configure(config)
         _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+
+
+def in_this_repository(config) -> bool:
+    """Whether pytest runs in the suite's own source checkout (its self-tests beside it)."""
+    return Path(config.rootpath).resolve() == INVARIANT_TESTS.resolve().parent.parent
 
 
 def _add_tests(config, module: Path, impl_option: str) -> None:

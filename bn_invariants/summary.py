@@ -5,8 +5,8 @@ from __future__ import annotations
 from bn_invariants.invariants.conventions import declared
 from bn_invariants.plugin import ONLY_INVARIANTS
 
-SELF_TESTS_NOTE = ("only the invariants ran (--bn-impl); the suite's own self-tests run with "
-                   "a plain `pytest` (or name their paths)")
+SELF_TESTS_NOTE = ("only the invariants ran (--bn-impl in the suite's own checkout); its "
+                   "self-tests run with a plain `pytest` (or name their paths)")
 
 
 def write_summary(tr, config, coverage_lines) -> None:

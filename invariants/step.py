@@ -159,6 +159,10 @@ class StepRecord:
     gamma: torch.Tensor | None = None
     """The module's γ and β after the step, float64 channel views (None without them)."""
     beta: torch.Tensor | None = None
+    own_gradients: bool = True
+    """Whether γ and β are trainable tensors of their own (leaves that require grad); not
+    when they are buffers or properties computed from other parameters, which have no
+    gradient of their own to read."""
 
     @property
     def finite(self) -> bool:
@@ -178,8 +182,10 @@ def record_step(module, subject, problem, describe: str = "", cotangent=None) ->
     g = problem.cotangent() if cotangent is None else cotangent
     input_grad = backward(y, g, leaf, ctx)
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    weight_grad = None if weight is None else weight.grad
-    bias_grad = None if bias is None else bias.grad
+    own = [t for t in (weight, bias) if isinstance(t, torch.Tensor)]
+    own_gradients = all(t.is_leaf and t.requires_grad for t in own)
+    weight_grad = weight.grad if own_gradients and weight is not None else None
+    bias_grad = bias.grad if own_gradients and bias is not None else None
     buffers = {name: getattr(module, name, None) for name in BUFFER_NAMES}
     tensors = {"output": y, "weight": weight, "bias": bias, **buffers}
     batches = buffers["num_batches_tracked"]
@@ -188,7 +194,8 @@ def record_step(module, subject, problem, describe: str = "", cotangent=None) ->
         as64(y), as64(input_grad), as64(weight_grad), as64(bias_grad),
         as64(buffers["running_mean"]), as64(buffers["running_var"]),
         None if batches is None else int(batches),
-        {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)}, gamma, beta)
+        {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)}, gamma, beta,
+        own_gradients)
 
 
 def training_step(subject, problem, cotangent: torch.Tensor) -> StepRecord:
