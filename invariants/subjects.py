@@ -11,6 +11,7 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import nn
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.reference import ModelBatchNorm, ReferenceBatchNorm
 
 
@@ -27,10 +28,13 @@ class Subject:
     factory: Callable[..., nn.Module]
 
     def build(self, num_features, *, options, device, dtype) -> nn.Module:
-        """A fresh module; a factory that raises or returns a non-Module is a SubjectError."""
+        """A fresh module; a factory that raises or returns a non-Module is a SubjectError
+        (a device fault is not the factory's: it propagates as it is)."""
         try:
             module = self.factory(num_features, device=device, dtype=dtype, **options.kwargs())
         except Exception as exc:
+            if is_device_fault(exc):
+                raise
             raise SubjectError(
                 f"{self.name}({num_features}, {options}, device={device!r}, dtype={dtype}) "
                 f"raised {type(exc).__name__}: {exc}") from exc
