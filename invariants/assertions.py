@@ -4,13 +4,21 @@ Every message reads ``what=got, but should be expected [context]``.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
+from hypothesis import currently_in_test_context, note, reject
+from hypothesis.errors import UnsatisfiedAssumption
 
 
 class InvariantViolation(AssertionError):
     """A subject broke an invariant; the message says where and by how much."""
+
+
+class SuiteError(Exception):
+    """The suite itself is wrong (a NaN tolerance, say): never reported as the subject's
+    violation."""
 
 
 class Unsupported(Exception):
@@ -58,14 +66,18 @@ def _index(flat_index: int, shape) -> tuple:
 
 
 def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance,
-                 context: str = "", *, overflow: float | None = None) -> None:
+                 context: str = "", *, overflow: float | None = None,
+                 nan_ok: str | None = None) -> None:
     """|got - expected| <= tolerance elementwise, compared in float64 on the CPU.
 
-    ``tolerance`` is a scalar or a tensor broadcastable to ``expected``.  NaN or
-    infinity in ``got`` fails unless ``expected`` holds the same value there, or,
-    given ``overflow`` (the largest finite value of the dtype ``got`` was computed
-    in), where |expected| + tolerance passes it: the bound then admits a result the
-    dtype cannot hold, and ±inf is that result rounded.
+    ``tolerance`` is a scalar or a tensor broadcastable to ``expected``; a NaN in it is a
+    bug in the suite (SuiteError), never a verdict on the subject.  A non-finite value in
+    ``got`` fails, even where ``expected`` holds the same one: two NaNs (or infinities)
+    never count as agreeing, unless ``nan_ok`` says why they should (the invariant's own
+    reason), or, given ``overflow`` (the largest finite value of the dtype ``got`` was
+    computed in), an infinity where |expected| + tolerance passes it: the bound then admits
+    a result the dtype cannot hold, and ±inf is that result rounded (an infinite tolerance
+    admits ±inf likewise; never NaN).
     """
     __tracebackhide__ = True
     got64 = got.detach().to("cpu", torch.float64)
@@ -75,13 +87,20 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
             f"{what} has shape {tuple(got64.shape)}, but should have shape "
             f"{tuple(exp64.shape)} [{context}]")
     tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(exp64)
-    same_special = (got64 == exp64) | (got64.isnan() & exp64.isnan())
+    if bool(tol.isnan().any()):
+        raise SuiteError(f"the tolerance of {what} is NaN in {int(tol.isnan().sum())} of "
+                         f"{tol.numel()} elements: a bug in the suite's bound, not in the "
+                         f"subject [{context}]")
+    agree = torch.zeros_like(got64, dtype=torch.bool)
+    if nan_ok is not None:
+        agree |= (got64 == exp64) | (got64.isnan() & exp64.isnan())
     if overflow is not None:
-        same_special |= got64.isinf() & (exp64.abs() + tol > overflow)
+        agree |= got64.isinf() & (exp64.abs() + tol > overflow)
+    agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
     error = (got64 - exp64).abs()
-    ok = same_special | (error <= tol)
+    ok = agree | (torch.isfinite(got64) & (error <= tol))
     if _RATIO_RECORDS:
-        ratios = torch.where(same_special, torch.zeros_like(error), error / tol)
+        ratios = torch.where(agree | (error == 0), torch.zeros_like(error), error / tol)
         _note_ratio(float(ratios.nan_to_num(float("inf")).max()) if ratios.numel() else 0.0)
     if bool(ok.all()):
         return
@@ -90,10 +109,45 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     at = _index(worst, exp64.shape)
     g, e, t = got64.flatten()[worst].item(), exp64.flatten()[worst].item(), tol.flatten()[worst].item()
     count = int((~ok).sum())
+    where = f"{what}[{', '.join(map(str, at))}]={g!r}"
+    if not math.isfinite(g) and not math.isfinite(e):
+        raise InvariantViolation(
+            f"{where}, but should be finite: the side it is compared with is {e!r} too, and "
+            f"two non-finite values never agree ({count} of {ok.numel()} elements out) "
+            f"[{context}]")
     raise InvariantViolation(
-        f"{what}[{', '.join(map(str, at))}]={g!r}, but should be {e!r} ± {t:.3g} "
+        f"{where}, but should be {e!r} ± {t:.3g} "
         f"(error {abs(g - e):.3g}, {abs(g - e) / t if t > 0 else float('inf'):.3g}× the "
         f"tolerance; {count} of {ok.numel()} elements out) [{context}]")
+
+
+def assert_finite_where(what: str, got: torch.Tensor, oracle: torch.Tensor,
+                        context: str = "") -> None:
+    """``got`` is finite wherever the float64 oracle's ``oracle`` is: a non-finite answer
+    to a question with a finite exact answer is a violation in every invariant."""
+    __tracebackhide__ = True
+    bad = ~torch.isfinite(got.detach().to("cpu", torch.float64)) & torch.isfinite(oracle)
+    if bool(bad.any()):
+        first = int(bad.flatten().nonzero()[0])
+        value = got.detach().flatten()[first].item()
+        exact = oracle.flatten()[first].item()
+        raise InvariantViolation(
+            f"{what}[{', '.join(map(str, _index(first, got.shape)))}]={value!r}, but should be "
+            f"finite: the float64 oracle gives {exact!r} ({int(bad.sum())} of {got.numel()} "
+            f"elements) [{context}]")
+
+
+def finite_baseline(what: str, expected: torch.Tensor, context: str = "") -> None:
+    """Reject the example when ``expected``, a side the suite constructed (a transformed
+    eps, say) rather than the subject's answer to the drawn input, is not finite: such an
+    example cannot judge the subject, and it is the suite's to avoid, not a violation."""
+    if bool(torch.isfinite(expected.detach()).all()):
+        return
+    reason = f"rejected: the constructed side {what} is not finite [{context}]"
+    if not currently_in_test_context():
+        raise UnsatisfiedAssumption(reason)
+    note(reason)
+    reject()
 
 
 def assert_finite(what: str, got: torch.Tensor, context: str = "") -> None:

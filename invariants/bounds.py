@@ -22,6 +22,34 @@ SAFETY = 4.0
 division, affine: each a few roundings) and the float64 reference's own error."""
 
 
+ULPS = 2
+"""Units in the last place allowed on top of the float32 part: an output computed in
+float32 and rounded once is within half an ulp of its float32 value, the correctly
+rounded reference within half an ulp of the exact one, and at a binade boundary one
+of those ulps can be twice the other: 1/2 * 2 + 1/2 <= 2."""
+
+MAP_ROUNDINGS = 6
+"""Roundings of the eval-mode elementwise stage in the input dtype: x - rm, 1/sqrt(rv + eps)
+or a rounded to the input dtype, the products by it and by gamma, the sum with beta (five),
+plus one for second-order terms and the float64 reference's own error."""
+FORMULA_CONSTANTS = {"SAFETY": SAFETY, "ULPS": ULPS, "MAP_ROUNDINGS": MAP_ROUNDINGS}
+"""The constants a tolerance formula names: the docs render their values from here."""
+
+
+def tex(template: str) -> str:
+    """A tolerance formula with each ``@{NAME}`` replaced by the value of that constant
+    (``@{SAFETY}`` -> 4), so the catalogue shows the constants the code uses."""
+    return re.sub(r"@\{([A-Z_]+)\}", lambda m: f"{FORMULA_CONSTANTS[m.group(1)]:g}", template)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A bound's documentation as the catalogue shows it: in words and as a formula."""
+
+    words: str
+    formula: str
+
+
 def summation_factor(n: int) -> float:
     """k(n) = n: the worst-case relative error of summing n terms in any order is
     below (n - 1) u sum|x_i| (Higham 2002, section 4.2).  Pairwise or Welford
@@ -70,23 +98,38 @@ def shifted_input_rounding(dtype: str, shifted_input, stats: Statistics, weight=
 
 
 def gradient_sum_tolerance(dtype: str, stats: Statistics, g, weight=None):
-    """Bound on |sum_i dl/dx_i| per channel, whose exact value is 0.
+    """Bound on |sum_i dl/dx_i| per channel, whose exact value is 0 (``GRADIENT_SUM``).
 
-    dx_i = (gamma/s)(g_i - mean(g) - xhat_i mean(g xhat)); each term carries the
-    relative error (u_acc k(n) + u_out)(1 + |mu|/s) of the statistics and of
-    xhat recomputed in the input dtype, and summing n of them adds k(n) u_acc
-    more, so the bound is SAFETY (u_acc k(n) + u_out)(1 + |mu|/s) M, with M the l1
-    mass of the cancelling terms, (|gamma|/s) sum_i (|g_i| + |mean g| + |xhat_i mean(g xhat)|).
+    dx_i = (gamma/s)(g_i - ḡ - x̂_i c̄), c̄ = mean(g x̂).  With e = u_acc k(n) + u_out:
+    errors common to the channel (1/s, gamma, the rounding of c̄) multiply
+    sum_i (g_i - ḡ - x̂_i c̄) = 0 and cancel to first order; ḡ's error e mean|g| enters n
+    times, e sum|g|; the mean's error enters only through x̂_i recomputed from it, whose
+    sum over the channel, exactly 0, is off by at most e sum_i (1 + |mu|/s) (the common
+    part) + e sum_i |x̂_i| (1/s), times |c̄|; forming each term and summing the n of them
+    costs e (|g_i| + |ḡ| + |x̂_i c̄|) more.  So (|gamma|/s) times
+    SAFETY e [sum_i (|g_i| + |ḡ| + |x̂_i c̄|) + n |c̄| (1 + |mu|/s)], plus tiny: the factor
+    (1 + |mu|/s) multiplies only the c̄ term (it multiplied the whole mass before, up to
+    |mu|/s too loose for a bug that leaves c̄ alone, such as a detached mean).
     """
     dims = (0,) + tuple(range(2, g.dim()))
     gamma = 1.0 if weight is None else weight.abs()
     g_mean = g.mean(dims, keepdim=True)
     gx_mean = (g * stats.xhat).mean(dims, keepdim=True)
     mass = (g.abs() + g_mean.abs() + stats.xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
-    mass = mass * gamma / stats.std
-    relative = relative_error(dtype, stats.n) * (1 + conditioning(stats))
-    return (SAFETY * relative * mass).flatten() + finfo(dtype).tiny
+    centring = stats.n * gx_mean.abs() * (1 + conditioning(stats))
+    bound = SAFETY * relative_error(dtype, stats.n) * (mass + centring) * gamma / stats.std
+    return bound.flatten() + finfo(dtype).tiny
 
+
+GRADIENT_SUM = Bound(
+    words=("the l1 mass of the terms of Σᵢ dxᵢ, Σ(|gᵢ| + |ḡ| + |x̂ᵢ c̄|), plus the mean's error "
+           "through the recomputed x̂, n|c̄|(1 + |μ|/s), times (|γ|/s) and the relative error "
+           "u_acc·k(n) + u_out of a term (statistics accumulated in u_acc, each term formed in "
+           "the input dtype); errors common to a channel multiply a sum that is exactly 0"),
+    formula=tex(r"\tau^{grad}_c = @{SAFETY}\,(u_{acc} k(n) + u_{out})\,\frac{|\gamma_c|}{s_c}"
+                r"\Big(\sum_{i\in c}\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big)"
+                r" + n\,|\overline{g\hat x}|\,(1+|\mu_c|/s_c)\Big) + \mathrm{tiny}"),
+)
 
 def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
     """The spacing of ``dtype`` at each |value| (float64 in, float64 out): 2**(e - p)
@@ -95,13 +138,6 @@ def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
     lowest = torch.frexp(torch.tensor(finfo(dtype).tiny, dtype=torch.float64))[1]
     return torch.ldexp(torch.ones_like(values, dtype=torch.float64),
                        torch.maximum(exponent, lowest) - mantissa_bits(dtype))
-
-
-ULPS = 2
-"""Units in the last place allowed on top of the float32 part: an output computed in
-float32 and rounded once is within half an ulp of its float32 value, the correctly
-rounded reference within half an ulp of the exact one, and at a binade boundary one
-of those ulps can be twice the other: 1/2 * 2 + 1/2 <= 2."""
 
 
 def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
@@ -290,12 +326,6 @@ def running_update(start: torch.Tensor, steps, buffer_dtype: str):
     return exact, bound
 
 
-MAP_ROUNDINGS = 6
-"""Roundings of the eval-mode elementwise stage in the input dtype: x - rm, 1/sqrt(rv + eps)
-or a rounded to the input dtype, the products by it and by gamma, the sum with beta (five),
-plus one for second-order terms and the float64 reference's own error."""
-
-
 def eval_map_tolerance(dtype: str, a, mean, beta, x: torch.Tensor) -> torch.Tensor:
     """Bound on |y - (a x + c)| elementwise for an eval-mode map with running mean ``mean``:
     SAFETY u_acc |a| (|x| + |rm|) + MAP_ROUNDINGS u_out (|a| (|x| + |rm|) + |beta|)
@@ -312,12 +342,3 @@ def eval_map_tolerance(dtype: str, a, mean, beta, x: torch.Tensor) -> torch.Tens
     return (SAFETY * u_acc * spread + MAP_ROUNDINGS * u_out * (spread + beta.abs())
             + finfo(dtype).tiny * (1 + a.abs()))
 
-
-FORMULA_CONSTANTS = {"SAFETY": SAFETY, "ULPS": ULPS, "MAP_ROUNDINGS": MAP_ROUNDINGS}
-"""The constants a tolerance formula names: the docs render their values from here."""
-
-
-def tex(template: str) -> str:
-    """A tolerance formula with each ``@{NAME}`` replaced by the value of that constant
-    (``@{SAFETY}`` -> 4), so the catalogue shows the constants the code uses."""
-    return re.sub(r"@\{([A-Z_]+)\}", lambda m: f"{FORMULA_CONSTANTS[m.group(1)]:g}", template)

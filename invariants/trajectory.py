@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from bn_invariants.invariants.assertions import assert_close, assert_finite
-from bn_invariants.invariants.bounds import SAFETY, gradient_sum_tolerance, output_tolerance
+from bn_invariants.invariants.bounds import (SAFETY, Bound, tex, gradient_sum_tolerance, output_tolerance,
+                                             shifted_input_rounding)
 from bn_invariants.invariants.cases import add_per_channel
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.strategies import finfo, unit_roundoff
@@ -21,36 +22,50 @@ class Trajectory:
     loss: torch.Tensor
 
 
-def step_tolerances(problem, path, gamma, g):
-    """Per-step bound on |dl/db|, each from the statistics of the input x + b_t it saw."""
-    bounds = []
-    for b in path.bias[:-1]:
-        seen = add_per_channel(problem.values, b).to(problem.torch_dtype).double()
-        stats = statistics(seen, problem.options.eps)
-        bounds.append(gradient_sum_tolerance(problem.dtype, stats, g, gamma))
-    return torch.stack(bounds)
+DRIFT = Bound(
+    words=("step by step, failing at the first step that moves: each |b_t − b_{t−1}| within η "
+           "times the zero-bias-gradient tolerance of the input that step saw (x + b_0 for the "
+           "first), plus one rounding of the update, never summed over steps; the loss may "
+           "change by twice the g-weighted output tolerance plus the rounding of x + b_0 and "
+           "x + b_T to the dtype"),
+    formula=tex(r"|b_t - b_{t-1}|_c \le \eta\,\tau^{grad}_c(x+b_{t-1}) + @{SAFETY}u|b_{t,c}|\ "
+                r"(t = 1..T),\quad |\ell_T-\ell_0| \le \sum_i |g_i|\,\big(2\tau^{out}_i + "
+                r"\tau^{round}_i(x+b_0) + \tau^{round}_i(x+b_T)\big)"),
+)
+
+
+def step_tolerance(problem, bias: torch.Tensor, gamma, g) -> torch.Tensor:
+    """Bound on lr-free |dl/db| at one step, (C,): the zero-bias-gradient bound at the
+    statistics of the input that step saw, fl(x + b) for the bias ``bias`` it started from."""
+    seen = add_per_channel(problem.values, bias).to(problem.torch_dtype).double()
+    return gradient_sum_tolerance(problem.dtype, statistics(seen, problem.options.eps), g, gamma)
 
 
 def check_trajectory(p, path: Trajectory, gamma, beta, steps: int, lr: float, ctx: str) -> None:
-    """The drift checks of a recorded trajectory on the problem's whole batch:
-    b_T - b_0 and l(b_T) - l(b_0) within their bounds (an overflow to ±inf only
-    where a step's bound passes the dtype)."""
+    """The drift checks of a recorded trajectory on the problem's whole batch, step by
+    step, failing at the first step that moves: each |b_t - b_{t-1}| within lr times the
+    gradient bound of the input that step saw (the first step's is x + b_0 itself) plus one
+    rounding of the update, an overflow to ±inf only where that bound passes the dtype;
+    then l(b_T) - l(b_0) within the output tolerance and the rounding of x + b_T.  Bounds
+    are never summed over steps, so a bias that drifts cannot buy a looser bound by moving."""
     g = p.cotangent().to(p.torch_dtype).double()
-    finite = torch.isfinite(path.bias).all(1)
-    if not bool(finite.all()):
-        t = int((~finite).nonzero()[0])  # b_0 = 0, so t >= 1 and b_0..b_{t-1} are finite
-        bound = lr * step_tolerances(p, Trajectory(path.bias[:t + 1], path.loss[:t + 1]),
-                                      gamma, g)[-1]
-        overflowed = not bool(path.bias[t].isnan().any())
-        if overflowed and float(bound.max()) > finfo(p.dtype).max:
-            return  # step t's bound on lr·dl/db passes the dtype: ±inf is within it
-        assert_finite("b_t (one row per step)", path.bias, ctx)
-    update_rounding = SAFETY * unit_roundoff(p.dtype) * path.bias[1:].abs().sum(0)
-    moved = lr * step_tolerances(p, path, gamma, g).sum(0) + update_rounding
-    assert_close(f"b_{steps} - b_0", path.bias[-1] - path.bias[0], torch.zeros_like(moved), moved, ctx)
-    stats = statistics(p.values, p.options.eps)
+    u, info = unit_roundoff(p.dtype), finfo(p.dtype)
+    for t in range(1, steps + 1):
+        before, after = path.bias[t - 1], path.bias[t]
+        bound = lr * step_tolerance(p, before, gamma, g)
+        if not bool(torch.isfinite(after).all()):
+            overflowed = not bool(after.isnan().any())
+            if overflowed and float(bound.max()) > info.max:
+                return  # the step's bound on lr·dl/db passes the dtype: ±inf is within it
+            assert_finite(f"b_{t}", after, f"{ctx}; b_{t - 1} finite")
+        tol = bound + SAFETY * u * after.abs() + info.tiny
+        assert_close(f"b_{t} - b_{t - 1}", after - before, torch.zeros_like(tol), tol,
+                     f"{ctx}; step {t} of {steps}")
+    x0 = add_per_channel(p.values, path.bias[0]).to(p.torch_dtype).double()
+    stats = statistics(x0, p.options.eps)
     out_tol = output_tolerance(p.dtype, stats, gamma, beta)
-    drift_rounding = SAFETY * unit_roundoff(p.dtype) * moved.abs().max() / stats.std.min()
-    loss_tol = 2 * (g.abs() * (out_tol + drift_rounding)).sum()
+    rounding = sum(shifted_input_rounding(p.dtype, add_per_channel(p.values, b), stats, gamma)
+                   for b in (path.bias[0], path.bias[-1]))
+    loss_tol = (g.abs() * (2 * out_tol + rounding)).sum()
     assert_close(f"l(b_{steps}) - l(b_0)", path.loss[-1] - path.loss[0],
                  torch.zeros(()), loss_tol, ctx)

@@ -9,6 +9,7 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.strategies.cotangents import COTANGENTS, cotangents, standardised
 from bn_invariants.strategies.dtypes import DTYPE_NAMES, mantissa_bits, torch_dtype
 from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
 from bn_invariants.strategies.options import BNOptions, bn_options
@@ -33,6 +34,8 @@ class Problem:
     severity: float = 0.0
     seed: int = 0
     options: BNOptions = field(default_factory=BNOptions)
+    cotangent_regime: str = "normal"
+    """How g is drawn (strategies.cotangents); ``problems()`` draws ``informative`` first."""
 
     @property
     def num_features(self) -> int:
@@ -84,8 +87,14 @@ class Problem:
         return as_dtype(sign * magnitude), as_dtype(bias)
 
     def cotangent(self) -> torch.Tensor:
-        """g, a standard-normal upstream gradient of the output's shape (float64)."""
-        return torch.randn(self.shape, generator=self.generator(streams.COTANGENT), dtype=torch.float64)
+        """g, the upstream gradient of the output's shape (float64), drawn by the problem's
+        cotangent regime from its own standardised values."""
+        return self._cotangent.clone()
+
+    @cached_property
+    def _cotangent(self) -> torch.Tensor:
+        xhat = standardised(self.values, self.options.eps)
+        return COTANGENTS[self.cotangent_regime](self.generator(streams.COTANGENT), xhat)
 
     def summary(self) -> str:
         """shape/dtype/device/layout/regime in one line, no values."""
@@ -93,12 +102,14 @@ class Problem:
         return (f"{tuple(self.shape)} {self.dtype} on {self.device}, {self.layout}, "
                 f"regime {self.regime}@{self.severity:.2f}, seed {self.seed}, eps={opts.eps:g}, "
                 f"momentum={opts.momentum}, affine={opts.affine}, "
-                f"track_running_stats={opts.track_running_stats}")
+                f"track_running_stats={opts.track_running_stats}, "
+                f"cotangent {self.cotangent_regime}")
 
 
 def problems(*, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
              regimes_allowed=tuple(REGIMES), options=None, min_reduction=2,
-             max_channels=MAX_CHANNELS, long_reductions=True) -> st.SearchStrategy[Problem]:
+             max_channels=MAX_CHANNELS, long_reductions=True,
+             cotangents_allowed=tuple(COTANGENTS)) -> st.SearchStrategy[Problem]:
     """A Problem on ``device``.
 
     ``dtype_ranks`` maps each dtype name to the ranks accepted in it (default:
@@ -124,6 +135,7 @@ def problems(*, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
     severity_choice = st.integers(0, 16)
     seed_choice = st.integers(0, 2**32 - 1)
     options_choice = options if options is not None else bn_options()
+    cotangent_choice = cotangents(allowed=cotangents_allowed)
 
     @st.composite
     def draw_problem(draw):
@@ -137,6 +149,7 @@ def problems(*, device="cpu", dtype_ranks=None, layouts_allowed=LAYOUTS,
             severity=draw(severity_choice, label="severity") / 16,
             seed=draw(seed_choice, label="seed"),
             options=draw(options_choice, label="options"),
+            cotangent_regime=draw(cotangent_choice, label="cotangent"),
         )
 
     return draw_problem()

@@ -28,11 +28,22 @@ def test_elementwise_tolerance_is_respected():
         assert_close("y", got, expected, torch.tensor([1.0, 0.01]))
 
 
-def test_nan_fails_unless_expected():
-    nan = float("nan")
-    assert_close("y", torch.tensor([nan]), torch.tensor([nan]), 0.0)
+def test_nan_never_agrees_with_nan_unless_the_invariant_says_why():
+    nan, inf = float("nan"), float("inf")
+    with pytest.raises(InvariantViolation, match=r"y\[0\]=nan, but should be finite"):
+        assert_close("y", torch.tensor([nan]), torch.tensor([nan]), 0.0)
+    with pytest.raises(InvariantViolation, match=r"y\[0\]=inf, but should be finite"):
+        assert_close("y", torch.tensor([inf]), torch.tensor([inf]), 0.0)
+    assert_close("y", torch.tensor([nan]), torch.tensor([nan]), 0.0, nan_ok="0/0 by definition")
     with pytest.raises(InvariantViolation, match=r"y\[0\]=nan"):
         assert_close("y", torch.tensor([nan]), torch.tensor([0.0]), 1.0)
+
+
+def test_a_nan_tolerance_is_a_bug_in_the_suite():
+    from bn_invariants.invariants.assertions import SuiteError
+    with pytest.raises(SuiteError, match="a bug in the suite"):
+        assert_close("y", torch.tensor([1.0]), torch.tensor([1.0]), float("nan"))
+    assert not issubclass(SuiteError, InvariantViolation)
 
 
 def test_infinity_fails_against_finite():

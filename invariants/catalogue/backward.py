@@ -13,7 +13,7 @@ from bn_invariants.invariants.bounds import parameter_gradient_tolerances
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.bounds import gradient_sum_tolerance
+from bn_invariants.invariants.bounds import GRADIENT_SUM, gradient_sum_tolerance
 from bn_invariants.strategies import bn_options, finfo
 
 
@@ -53,11 +53,10 @@ INPUT_GRADIENT_SUMS_TO_ZERO = register(Invariant(
          "treats Var[x] as a constant (x̂ᵀdx = (γ/s)Σgx̂ instead), which the first cannot."),
     source="Ioffe & Szegedy (2015), sections 2 and 3 (backward pass of Algorithm 1)",
     applies="training mode; every rank, dtype, layout and option; any upstream gradient g",
-    tolerance=("the sum: gradient_sum_tolerance (l1 mass of the cancelling terms times "
-               "(u_acc k(n) + u_out)(1 + |μ|/s)); the x̂-moment: Σ|x̂ᵢ| times the elementwise "
+    tolerance=("the sum: " + GRADIENT_SUM.words + "; the x̂-moment: Σ|x̂ᵢ| times the elementwise "
                "input-gradient tolerance of input-gradient-closed-form, plus the float64 x̂'s "
                "own error ρ₆₄(1 + |μ|/s + |x̂|) times |dxᵢ| and in the expected value"),
-    tolerance_formula=(tex(r"\tau^{1}_c = \tau^{grad}_c,\quad \tau^{\hat x}_c = \sum_{i\in c}"
+    tolerance_formula=(GRADIENT_SUM.formula + r",\quad " + tex(r"\tau^{1}_c = \tau^{grad}_c,\quad \tau^{\hat x}_c = \sum_{i\in c}"
                        r"\Big(|\hat x_i|\,\tau^{dx}_i + \delta_i\big(|dx_i| + \tfrac{|\gamma|}{s}"
                        r"\tfrac{\varepsilon}{s^2}|g_i|\big)\Big),\ \delta_i = @{SAFETY}\rho_{64}"
                        r"(1+|\mu|/s+|\hat x_i|)")),

@@ -4,14 +4,13 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.bounds import gradient_sum_tolerance
+from bn_invariants.invariants.bounds import GRADIENT_SUM, gradient_sum_tolerance
 from bn_invariants.strategies import apply_layout, finfo
 
 
@@ -54,11 +53,9 @@ ZERO_BIAS_GRADIENT = register(Invariant(
          "naive rule) gets (γ/s)·Σ g instead, and moves b for nothing."),
     source="Ioffe & Szegedy (2015), section 2; the backward pass of section 3",
     applies="training mode; every rank, dtype, layout and option; any upstream gradient g",
-    tolerance=("the l1 mass of the cancelling terms of Σᵢ dxᵢ, times the relative error of "
-               "each term (u_acc·k(n) + u_out)·(1 + |μ|/s): statistics accumulated in u_acc, each term formed in the input dtype; "
-               "where the bound passes the dtype's largest value, an overflow to ±inf is within it"),
-    tolerance_formula=(tex(r"\tau_c = @{SAFETY}\,(u_{acc} k(n) + u_{out})(1+|\mu_c|/s_c)\,\frac{|\gamma_c|}"
-                       r"{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big)")),
+    tolerance=(GRADIENT_SUM.words + "; where the bound passes the dtype's largest value, an "
+               "overflow to ±inf is within it"),
+    tolerance_formula=GRADIENT_SUM.formula.replace(r"\tau^{grad}_c", r"\tau_c", 1),
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({"bias": strengths()})),
     check=check,
 ))

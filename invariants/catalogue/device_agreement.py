@@ -104,7 +104,7 @@ def assert_steps_agree(problem, first, second) -> None:
     assert_true(f"BN(x).dtype{on}", a.dtypes["output"] == b.dtypes["output"],
                 a.dtypes["output"], f"{b.dtypes['output']} as on {device_b}", ctx)
     assert_close(f"BN(x){on}", a.output, b.output, 2 * bound.output, ctx)
-    grad_ctx = f"{ctx}; l = sum(g * BN(x)), g standard normal"
+    grad_ctx = f"{ctx}; l = sum(g * BN(x)), g as drawn (cotangent regime in the problem)"
     assert_close(f"dl/dx{on}", a.input_grad, b.input_grad, 2 * bound.input_grad, grad_ctx)
     for name, tol in (("bias_grad", bound.bias_grad), ("weight_grad", bound.weight_grad)):
         _compare_optional(f"dl/d{'beta' if name == 'bias_grad' else 'gamma'}{on}",

@@ -58,7 +58,7 @@ def check(subject, case, reference=REFERENCE_SUBJECT):
                  out_bound(p.dtype) + _side(p, precise, out_bound, want.output), ctx)
     assert_close("dl/dx", got.input_grad, want.input_grad,
                  grad_bound(p.dtype) + _side(p, precise, grad_bound, want.input_grad),
-                 f"{ctx}; l = sum(g * BN(x)), g standard normal")
+                 f"{ctx}; l = sum(g * BN(x)), g as drawn (cotangent regime in the problem)")
     _check_running(p, got, want, precise, s, ctx)
 
 

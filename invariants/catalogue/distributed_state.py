@@ -17,7 +17,7 @@ from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import drawn_running_stats, eval_map
-from bn_invariants.invariants.trajectory import Trajectory, check_trajectory
+from bn_invariants.invariants.trajectory import DRIFT, Trajectory, check_trajectory
 
 
 def stored(values: torch.Tensor, dtype) -> torch.Tensor:
@@ -149,10 +149,8 @@ DISTRIBUTED_NO_BIAS_DRIFT = register(Invariant(
     source="Ioffe & Szegedy (2015), section 2, run data-parallel over W processes",
     applies=("training mode; W = 2 to 4 ranks, uneven slices; float32 and float64; every "
              "option; 1 to 4 steps"),
-    tolerance=("the no-bias-drift bound of the global batch: η times the sum over steps of the "
-               f"zero-bias-gradient tolerance of x + b_t, plus each update's rounding; {K_OF_N}"),
-    tolerance_formula=(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + "
-                       r"4u\sum_{t\ge1}|b_{t,c}|,\quad k(n) = n"),
+    tolerance=f"the no-bias-drift bound of the global batch: {DRIFT.words}; {K_OF_N}",
+    tolerance_formula=DRIFT.formula + r",\quad k(n) = n",
     cases=lambda space: dist_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 4), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
     check=check_no_drift,

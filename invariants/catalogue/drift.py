@@ -4,12 +4,11 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.trajectory import Trajectory, check_trajectory
+from bn_invariants.invariants.trajectory import DRIFT, Trajectory, check_trajectory
 from bn_invariants.strategies import apply_layout
 
 
@@ -57,12 +56,8 @@ NO_BIAS_DRIFT = register(Invariant(
          "grows without bound and nothing is learned."),
     source="Ioffe & Szegedy (2015), section 2",
     applies="training mode; every rank, dtype, layout and option; 1 to 6 steps",
-    tolerance=("b may move by η times the sum over steps of the zero-bias-gradient tolerance "
-               "of the input x + b_t each step saw, plus the rounding of each update; the loss "
-               "may change by twice the g-weighted output tolerance plus the rounding of x + b_t"),
-    tolerance_formula=tex(r"|b_T - b_0|_c \le \eta\sum_{t<T}\tau^{grad}_c(x+b_t) + @{SAFETY}u\sum_{t\ge1}|b_{t,c}|,"
-                          r"\quad |\ell_T-\ell_0| \le 2\sum_i |g_i|\,(\tau^{out}_i + "
-                          r"@{SAFETY}u\max_c|b_T-b_0|_c/\min_c s_c)"),
+    tolerance=DRIFT.words,
+    tolerance_formula=DRIFT.formula,
     cases=lambda space: draw_cases(space, st.fixed_dictionaries({
         "steps": st.integers(1, 6), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
     check=check,

@@ -28,7 +28,7 @@ def check(subject, case):
     ctx = f"{context(subject, p)}; compared with the same values contiguous"
     assert_close(f"BN(x in {p.layout})", stored.output, contiguous.output, 2 * out_tol, ctx)
     assert_close(f"dl/dx (x in {p.layout})", stored.input_grad, contiguous.input_grad,
-                 2 * grad_tol, f"{ctx}; l = sum(g * BN(x)), g standard normal")
+                 2 * grad_tol, f"{ctx}; l = sum(g * BN(x)), g as drawn (cotangent regime in the problem)")
 
 
 LAYOUT_INDEPENDENCE = register(Invariant(

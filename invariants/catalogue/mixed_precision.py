@@ -107,7 +107,7 @@ def check(subject, case):
     assert_close("BN(x)", record.output, rounded, out_tol,
                  f"{ctx}; worst error {ulps_off(record.output, rounded, p.dtype):.3g} ulps")
     g = rounded_cotangent(p)
-    grad_ctx = f"{ctx}; l = sum(g * BN(x)), g standard normal"
+    grad_ctx = f"{ctx}; l = sum(g * BN(x)), g as drawn (cotangent regime in the problem)"
     assert_close("dl/dx", record.input_grad, closed_form(stats, g, gamma),
                  elementwise_tolerance(p.dtype, stats, g, gamma), grad_ctx)
     if p.options.affine:

@@ -8,11 +8,11 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.bounds import tex
-from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.assertions import assert_close, assert_finite_where, finite_baseline
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.step import affine_of, build, context
-from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.reference import exact_output, reduce_dims, statistics
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import output_tolerance, shifted_input_rounding
 from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
@@ -96,6 +96,7 @@ def check_power_of_two(subject, case):
             weight.neg_()
     y = module(p.input(x))
     expected = -y if sign < 0 and weight is None else y
+    finite_baseline(f"BN(x; eps/{a ** 2:g})", expected, context(subject, p))
     assert_identical(f"BN({a:g} x; eps)", y_scaled, expected.detach(),
                      f"{context(subject, p)}; x = values * 2^{j}, "
                      f"compared with {'-' if sign < 0 and weight is None else ''}BN(x; eps/{a ** 2:g})"
@@ -147,8 +148,10 @@ def check_positive_scale(subject, case):
     tol = (output_tolerance(p.dtype, plain, gamma, beta)
            + output_tolerance(p.dtype, moved, gamma, beta)
            + shifted_input_rounding(p.dtype, scaled, moved, gamma))
-    assert_close(f"BN({a:g} x; eps)", y_scaled, y.detach(), tol,
-                 f"{context(subject, p)}; compared with BN(x; eps/{a ** 2:g})")
+    ctx = f"{context(subject, p)}; compared with BN(x; eps/{a ** 2:g})"
+    assert_finite_where(f"BN({a:g} x; eps)", y_scaled, exact_output(moved, gamma, beta), ctx)
+    finite_baseline(f"BN(x; eps/{a ** 2:g})", y, ctx)
+    assert_close(f"BN({a:g} x; eps)", y_scaled, y.detach(), tol, ctx)
 
 
 SCALE_POSITIVE = register(Invariant(
