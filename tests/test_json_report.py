@@ -43,3 +43,21 @@ def test_report_records_each_invariant_test(tmp_path):
         assert skipped["subject"] == IMPL
     failing_devices = 2 if torch.cuda.is_available() else 1  # zero-bias-gradient, per device
     assert doc["summary"]["fail"] == failing_devices and run.returncode == 1
+
+
+def test_the_report_holds_every_result_under_xdist(tmp_path):
+    """With pytest-xdist the controller collects nothing: each result reaches it with its
+    test's reports (the first CUDA run, at -n 8, wrote "results": [])."""
+    path = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+         "bn_invariants/invariant_tests.py", f"--bn-impl={IMPL}", "--bn-device=cpu",
+         "--hypothesis-profile=ci", f"--bn-report={path}",
+         "-k", "shift-invariance or zero-bias-gradient"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    doc = json.loads(path.read_text())
+    outcomes = {r["invariant"]: r["outcome"] for r in doc["results"]}
+    assert outcomes == {"shift-invariance": "pass", "zero-bias-gradient": "fail"}, \
+        run.stdout[-2000:]
+    assert doc["results"][0]["dtypes"]["float64"] == [2, 3, 4, 5]
+    assert doc["summary"] == {"pass": 1, "fail": 1} and run.returncode == 1
