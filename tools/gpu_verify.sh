@@ -31,6 +31,13 @@ timeout -k 10 170 python3 -m pytest --hypothesis-profile=ci -q -rfEx -p no:cache
   --bn-device=cuda -k "cuda" bn_invariants/invariant_tests.py tests/test_known_deviations.py \
   --junitxml="$out/verify.xml" --bn-report="$out/gpu_run.json" > "$out/verify.log" 2>&1
 echo "exit $? (124: timed out)" >> "$out/verify.log"
+# the GPU's name for the catalogue (docs/gpu.md: copy gpu_run.json to docs/data/)
+python3 - "$out/gpu_run.json" <<'PY' || true
+import json, sys, torch
+doc = json.load(open(sys.argv[1]))
+doc["device"] = torch.cuda.get_device_name(0)
+json.dump(doc, open(sys.argv[1], "w"), indent=1, ensure_ascii=False)
+PY
 wait "$self_tests"
 echo "exit $? (124: timed out)" >> "$out/self_tests.log"
 echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$out/verify.log"
