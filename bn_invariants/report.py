@@ -2,7 +2,8 @@
 
 Writes one JSON document when the session ends:
 
-    {"torch": "2.13.0+cpu", "profile": "ci", "reference": "reference(float64)",
+    {"version": "0.2.0", "registry": "<12 hex digits>", "torch": "2.13.0+cpu",
+     "profile": "ci", "reference": "reference(float64)",
      "coverage": {"<subject>": {"<device>": {"<dtype>": [ranks...]}}},
      "results": [{"test": nodeid, "invariant": id, "subject": name, "device": "cpu",
                   "dtypes": {"float32": [2, 3, 4, 5], ...},
@@ -72,7 +73,10 @@ class BatchNormReport:
         for entry in results:
             entry["outcome"] = entry["outcome"] or "not run"
             summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
+        from bn_invariants import __version__, registry_hash
         document = {
+            "version": __version__,
+            "registry": registry_hash(),
             "torch": _torch_version(),
             "profile": _profile(),
             "reference": str(_stash(self.config, "REFERENCE", "")),

@@ -27,6 +27,9 @@ def test_report_records_each_invariant_test(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["torch"] == torch.__version__
     assert doc["profile"] == "ci"
+    from bn_invariants import __version__, registry_hash
+    assert (doc["version"], doc["registry"]) == (__version__, registry_hash()), (
+        "the report should name the suite's version and registry hash")
     assert doc["coverage"][IMPL]["cpu"]["float32"] == [2, 3, 4, 5]
     by_key = {(r["invariant"], r["device"]): r for r in doc["results"]}
     assert {i for i, _ in by_key} == {"shift-invariance", "zero-bias-gradient"}
