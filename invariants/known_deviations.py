@@ -266,12 +266,10 @@ MEASURED_ON_CUDA = ("2.11",)
 """The torch versions the CUDA entries below were measured on (2.11.0+cu130)."""
 
 
-def _cuda_entry(invariant_id, factories, dtype, counterexample, measured, explanation,
-                region=None, region_text="") -> KnownDeviation:
-    return KnownDeviation(
-        invariant=REGISTRY[invariant_id], factories=factories, device="cuda", dtypes=(dtype,),
-        counterexample=counterexample, measured=measured, explanation=explanation,
-        measured_on=MEASURED_ON_CUDA, region=region, region_text=region_text)
+def _cuda_entry(*args, **kwargs) -> KnownDeviation:
+    """``_entry``'s deviation, on CUDA and measured on MEASURED_ON_CUDA."""
+    return dataclasses.replace(_entry(*args, **kwargs), device="cuda",
+                               measured_on=MEASURED_ON_CUDA)
 
 
 def _on_cuda(problem: Problem) -> Problem:

@@ -4,21 +4,7 @@
 # machine. About 3 minutes on a 16-core GPU machine; logs go to $OUT (or ./gpu-logs).
 #   bash tools/gpu_verify.sh
 set -uo pipefail
-out=${OUT:-gpu-logs}
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-# installed as in tools/gpu_check.sh (offline, the image's torch), so the plugin is registered
-python3 -m pip install --quiet --no-deps --no-build-isolation . > "$out/install.txt" 2>&1 \
-  || { echo "installing the suite failed:"; tail -n 20 "$out/install.txt"; exit 1; }
-python3 - <<'PY' 2>&1 | tee "$out/env.txt"
-import torch, hypothesis, pytest, platform
-print("date", __import__("datetime").date.today())
-print("python", platform.python_version(), "torch", torch.__version__, "hypothesis",
-      hypothesis.__version__, "pytest", pytest.__version__)
-print("gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
-import bn_invariants
-print("bn_invariants", bn_invariants.__version__, "registry", bn_invariants.registry_hash())
-PY
+source "$(dirname "$0")/gpu_setup.sh"  # installed as in tools/gpu_check.sh
 start=$(date +%s)
 # the self-tests alongside (their own processes, 3 workers)
 timeout -k 10 150 python3 -m pytest -q -rfEx -p no:cacheprovider -n 3 \
