@@ -5,6 +5,7 @@ from hypothesis import given, strategies as st
 from hypothesis.errors import HypothesisException
 
 from bn_invariants.invariants import InvariantViolation, Unsupported
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.blame import raised_by_suite
 from bn_invariants.invariants.capabilities import declined_option
 
@@ -20,7 +21,7 @@ def test_invariant(target, data):
     except (InvariantViolation, HypothesisException):
         raise
     except Exception as exc:
-        if raised_by_suite(exc):
+        if raised_by_suite(exc) or is_device_fault(exc):
             raise
         declined = declined_option(exc)
         if declined:  # the invariant builds the subject with an option it does not offer

@@ -48,13 +48,18 @@ class BatchNormReport:
         for item in items:
             described = describe_item(item)
             if described is not None:
-                self.entries[item.nodeid] = {"test": item.nodeid, **described,
-                                             "outcome": None, "reason": None, "duration": 0.0}
+                self.entries[item.nodeid] = _entry(item.nodeid, described)
+                # under pytest-xdist the controller collects nothing: the description
+                # travels to it with each test's reports
+                item.user_properties.append((DESCRIBED, described))
 
     def pytest_runtest_logreport(self, report):
         entry = self.entries.get(report.nodeid)
         if entry is None:
-            return
+            described = dict(report.user_properties).get(DESCRIBED)
+            if described is None:
+                return
+            entry = self.entries[report.nodeid] = _entry(report.nodeid, described)
         entry["duration"] = round(entry["duration"] + report.duration, 4)
         outcome, reason = outcome_of(report)
         # The first non-pass phase decides (a failed teardown after a passed call fails).
@@ -62,6 +67,8 @@ class BatchNormReport:
             entry["outcome"], entry["reason"] = outcome, reason
 
     def pytest_sessionfinish(self, session):
+        if hasattr(self.config, "workerinput"):
+            return  # an xdist worker: the controller writes the report
         results = list(self.entries.values())
         summary: dict = {}
         for entry in results:
@@ -83,6 +90,15 @@ class BatchNormReport:
 
     def pytest_terminal_summary(self, terminalreporter):
         terminalreporter.write_line(f"batch-norm report written to {self.path}")
+
+
+DESCRIBED = "bn_invariant"
+"""The user property that carries a test's description (``describe_item``)."""
+
+
+def _entry(nodeid: str, described: dict) -> dict:
+    """A result entry, not yet run."""
+    return {"test": nodeid, **described, "outcome": None, "reason": None, "duration": 0.0}
 
 
 def describe_item(item) -> dict | None:

@@ -28,7 +28,18 @@ class Unsupported(Exception):
 CLEAR_ERRORS = (ValueError, RuntimeError, ArithmeticError)
 """What a batch norm may raise for an input it cannot normalise: torch's ValueError and
 RuntimeError, and Python's arithmetic errors (OverflowError for statistics that overflow,
-ZeroDivisionError, FloatingPointError)."""
+ZeroDivisionError, FloatingPointError); never a device fault (``is_device_fault``)."""
+
+
+def is_device_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the accelerator rather than an answer of the subject:
+    a ``torch.AcceleratorError`` or a RuntimeError reading "CUDA error: ...".  A CUDA fault
+    (a misaligned address, an illegal access) is sticky: every later CUDA call in the
+    process raises it again.  So no check may take it for a clear refusal or a declined
+    case; it must fail the test it happens in."""
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    return isinstance(exc, accelerator_error) or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("CUDA error"))
 
 
 def half_ulp(got: torch.Tensor) -> torch.Tensor:

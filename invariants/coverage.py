@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.registry import Space
 from bn_invariants.invariants.subjects import Subject, SubjectError
 from bn_invariants.strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
@@ -41,6 +42,8 @@ def probe(subject: Subject, device: str, breaks: dict | None = None) -> Space:
             try:
                 y = module(x)
             except Exception as exc:
+                if is_device_fault(exc):
+                    raise
                 refusals.append(f"{type(exc).__name__}: {exc}")
                 continue
             broken = _unlike(subject, x, y)

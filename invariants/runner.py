@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import torch
 from hypothesis import given, note, settings as hsettings
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.registry import Invariant, Space
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
@@ -45,12 +47,37 @@ class Target:
         (or on one of its replicas).  The failing case is noted for Hypothesis's report
         and kept on the exception as ``reproduction``."""
         for variant in replicas_of(case, self.replicas):
+            device = variant.problem.device
             try:
+                refuse_poisoned_device(device)
                 check_case(self.invariant, self.subject, variant, self.reference)
+                if device == "cuda":
+                    torch.cuda.synchronize()  # a kernel's fault surfaces in its own case
             except Exception as exc:
                 note(f"reproduce: {variant!r}")
                 exc.reproduction = variant
+                if is_device_fault(exc) and not FIRST_DEVICE_FAULT:
+                    FIRST_DEVICE_FAULT.append(f"{self.id} on {variant!r}: "
+                                              f"{str(exc).splitlines()[0]}")
                 raise
+
+
+class DevicePoisoned(Exception):
+    """A case not checked: an earlier device fault left this process's device unusable."""
+
+
+FIRST_DEVICE_FAULT: list = []
+"""Where this process met its first device fault (a CUDA error is sticky: after one,
+every CUDA call in the process fails), as one line; empty until then."""
+
+
+def refuse_poisoned_device(device: str) -> None:
+    """Raise DevicePoisoned, naming the first fault, for a case on an accelerator after a
+    device fault in this process: its every call would fail with that fault again, which
+    would be reported as the case's own failure (or worse, taken for a refusal)."""
+    if device != "cpu" and FIRST_DEVICE_FAULT:
+        raise DevicePoisoned(f"not checked on {device}: this process's {device} context "
+                             f"is unusable since a device fault in {FIRST_DEVICE_FAULT[0]}")
 
 
 REPLICA_BUDGET = 4096

@@ -11,6 +11,7 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import nn
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.reference import ModelBatchNorm, ReferenceBatchNorm
 
 
@@ -32,11 +33,14 @@ class Subject:
     factory: Callable[..., nn.Module]
 
     def build(self, num_features, *, options, device, dtype) -> nn.Module:
-        """A fresh module; a factory that raises or returns a non-Module is a SubjectError."""
+        """A fresh module; a factory that raises or returns a non-Module is a SubjectError
+        (a device fault is not the factory's: it propagates as it is)."""
         kwargs = {**options.kwargs(), "device": device, "dtype": dtype}
         try:
             module = self.factory(num_features, **kwargs)
         except Exception as exc:
+            if is_device_fault(exc):
+                raise
             call = ", ".join([str(num_features)] + [f"{k}={v!r}" if k != "dtype" else f"{k}={v}"
                                                     for k, v in kwargs.items()])
             kind = "function" if inspect.isfunction(self.factory) else "class"

@@ -52,8 +52,10 @@ def test_bad_arguments_are_value_errors(kwargs, message):
 
 def test_cli_exit_codes_table_and_json(tmp_path, capsys):
     path = tmp_path / "report.json"
+    # pinned to the CPU: the table row and the count below are one device's (unpinned, the
+    # CLI checks every available device, so a CUDA machine reports two rows)
     ok = main(["check", "bn_invariants.zoo.base:ZooBatchNorm", "--profile", "ci",
-               "--invariant", "shift-invariance", "--json", str(path)])
+               "--invariant", "shift-invariance", "--device", "cpu", "--json", str(path)])
     out = capsys.readouterr()
     assert ok == 0, out.out
     assert "shift-invariance  cpu     pass" in out.out and "1 passed, 0 failed" in out.out

@@ -63,7 +63,7 @@ def test_the_projects_strategies_module_is_not_shadowed(tmp_path):
         "import strategies\n\ndef test_own():\n    assert hasattr(strategies, 'small'), "
         "strategies.__file__\n")
     result = _pytest(project, "-q", f"--bn-impl={IMPL}", "-k", "own or shift-invariance",
-                     "--hypothesis-profile=ci")
+                     "--hypothesis-profile=ci", "--bn-device=cpu")  # one shift-invariance test
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:]
 
 

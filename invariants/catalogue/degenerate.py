@@ -5,7 +5,7 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
-from bn_invariants.invariants.assertions import CLEAR_ERRORS
+from bn_invariants.invariants.assertions import CLEAR_ERRORS, is_device_fault
 from bn_invariants.invariants.step import buffers
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite, assert_true
 from bn_invariants.invariants.cases import draw_cases
@@ -124,7 +124,9 @@ def forward_on_seeded_buffers(subject, problem):
     ctx = context(subject, problem)
     try:
         return module(problem.input()), module, before, ctx
-    except CLEAR_ERRORS:
+    except CLEAR_ERRORS as exc:
+        if is_device_fault(exc):
+            raise
         assert_statistics_untouched(before, module, ctx)
         return None, module, before, ctx
 

@@ -7,6 +7,7 @@ import torch
 
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_views, momentum_factor, record_step
 from bn_invariants.invariants.reference import closed_form, per_channel_sum
@@ -38,7 +39,8 @@ def mixed_step(subject, problem):
     """One training step of ``subject`` built with float32 parameters and buffers (the
     problem's affine parameters, exact in float32) on the problem's half-precision
     input.  A subject that raises in the forward pass declines (Unsupported); one that
-    accepts the input and then fails its backward pass breaks the invariant."""
+    accepts the input and then fails its backward pass breaks the invariant.  A device
+    fault (a CUDA error) is neither: it propagates."""
     wide = dataclasses.replace(problem, dtype=PARAMETER_DTYPE)
     how = f" with {PARAMETER_DTYPE} parameters"
     try:
@@ -46,10 +48,14 @@ def mixed_step(subject, problem):
     except (InvariantViolation, SubjectError):
         raise
     except Exception as exc:
+        if is_device_fault(exc):
+            raise
         failure = exc
     try:
         build(subject, wide).train()(problem.input())
     except Exception as exc:
+        if is_device_fault(exc):
+            raise
         raise Unsupported(f"{subject}{how} raised {type(exc).__name__} on {problem.dtype} "
                           f"input: {exc}") from exc
     raise InvariantViolation(
