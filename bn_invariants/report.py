@@ -9,6 +9,7 @@ Writes one JSON document when the session ends:
                   "dtypes": {"float32": [2, 3, 4, 5], ...},
                   "outcome": "pass" | "fail" | "error" | "skip" | "xfail" | "xpass",
                   "reason": str | null, "duration": seconds}],
+     # a failure's reason is its whole report block: the violation and its reproduction
      "summary": {"pass": n, "fail": n, ...}}
 
 ``results`` holds one entry per ``test_invariant`` test (and per
@@ -134,7 +135,8 @@ def outcome_of(report) -> tuple:
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         return "skip", reason.removeprefix("Skipped: ")
     if report.failed:
-        return ("fail" if report.when == "call" else "error"), _first_line(report)
+        reason = getattr(report, "bn_reason", None) or _first_line(report)
+        return ("fail" if report.when == "call" else "error"), reason
     if report.when == "call":
         return "pass", None
     return None, None
