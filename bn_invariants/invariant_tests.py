@@ -1,8 +1,13 @@
-"""The invariant tests the plugin adds: every invariant x subject x device."""
+"""The invariant tests the plugin adds: every invariant x subject x device, and the
+contracts (batch normalisation at all, construction, output per rank) per subject x device."""
 import pytest
 from hypothesis import given, strategies as st
+from hypothesis.errors import HypothesisException
 
-from bn_invariants.invariants import Unsupported
+from bn_invariants.invariants import InvariantViolation, Unsupported
+from bn_invariants.invariants.assertions import is_device_fault
+from bn_invariants.invariants.blame import raised_by_suite
+from bn_invariants.invariants.capabilities import declined_option
 
 
 @pytest.mark.bn_invariants
@@ -13,6 +18,22 @@ def test_invariant(target, data):
         target.check(case)
     except Unsupported as exc:
         pytest.skip(f"{target.subject} declines: {exc}")
+    except (InvariantViolation, HypothesisException):
+        raise
+    except Exception as exc:
+        if raised_by_suite(exc) or is_device_fault(exc):
+            raise
+        declined = declined_option(exc)
+        if declined:  # the invariant builds the subject with an option it does not offer
+            pytest.skip(f"{target.subject} declines what {target.invariant.id} needs: {declined}")
+        target.record(exc, case)  # one line in the report; the search goes on
+
+
+@pytest.mark.bn_invariants
+def test_contract(contract):
+    name, subject, message = contract
+    if message:
+        pytest.fail(f"{name} fails for {subject}: {message}", pytrace=False)
 
 
 @pytest.mark.bn_invariants

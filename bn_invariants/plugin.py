@@ -16,6 +16,7 @@ SUBJECTS = pytest.StashKey[tuple]()
 REFERENCE = pytest.StashKey[object]()
 COVERAGE = pytest.StashKey[dict]()
 REPLICAS = pytest.StashKey[int]()
+ONLY_INVARIANTS = pytest.StashKey[bool]()
 INVARIANT_TESTS = Path(__file__).with_name("invariant_tests.py")
 DISTRIBUTED_TESTS = Path(__file__).with_name("distributed_tests.py")
 
@@ -41,18 +42,32 @@ _OPTIONS = (
                                     "worker processes are stopped and the test fails (default 60)"),
     ("--bn-report", "string", "write a JSON report of every invariant test (outcome, dtypes "
                               "covered, skip reasons) and the probed coverage to PATH"),
+    ("--bn-strict", "bool", "report deviations inherited from torch's own kernel as failures "
+                            "(default: non-strict xfails, counted in the summary)"),
+    ("--bn-running-var", "string", "the running-variance convention the subject declares: "
+                                   "unbiased (torch, default) or biased (÷n)"),
+    ("--bn-momentum", "string", "the momentum convention the subject declares: torch "
+                                "(new = (1-m)·old + m·batch, default) or keep "
+                                "(new = m·old + (1-m)·batch, Keras)"),
+    ("--bn-frozen", "bool", "the subject is an eval-only (frozen) batch norm: training mode "
+                            "behaves as eval, and only the invariants that apply run"),
 )
+CHOICES = {"--bn-device": DEVICE_KINDS, "--bn-running-var": ("unbiased", "biased"),
+           "--bn-momentum": ("torch", "keep")}
+"""Options with a fixed set of values (checked on the command line and in the ini file)."""
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("bn-invariants", "batch-norm invariants (bn_invariants)")
     for option, kind, text in _OPTIONS:
         ini = _ini_name(option)
-        if option == "--bn-builtin":
+        if kind == "bool":
             group.addoption(option, action="store_true", default=None, help=text)
         elif option == "--bn-device":
-            group.addoption(option, action="append", choices=DEVICE_KINDS, default=None,
+            group.addoption(option, action="append", choices=CHOICES[option], default=None,
                             help=text)
+        elif option in CHOICES:
+            group.addoption(option, choices=CHOICES[option], default=None, help=text)
         else:
             group.addoption(option, default=None, help=text,
                             metavar="K" if option == "--bn-replicas" else None)
@@ -67,8 +82,14 @@ def _ini_name(option: str) -> str:
 def setting(config, option: str):
     """An option's value: the command line first, then the ini key, else None."""
     value = config.getoption(option, default=None)
-    if value is None:
-        value = config.getini(_ini_name(option)) or None
+    if value is not None:
+        return value
+    ini = _ini_name(option)
+    value = config.getini(ini) or None
+    kind = next(k for o, k, _ in _OPTIONS if o == option)
+    if kind == "string" and value is not None and not isinstance(value, str):
+        raise pytest.UsageError(f"ini key {ini} = {value!r}: should be one string, "
+                                f"e.g. {ini} = \"package.module:Name\"")
     return value
 
 
@@ -92,11 +113,23 @@ def pytest_configure(config):
     if is_active(config):
         from bn_invariants import session  # torch and the registry load here, not before
         session.configure(config)
-        _add_tests(config, INVARIANT_TESTS, "--bn-impl")
+        if (setting(config, "--bn-impl") and in_this_repository(config)
+                and config.args_source != pytest.Config.ArgsSource.ARGS):
+            # checking one batch norm in the suite's own checkout: only the invariants, not
+            # the self-tests (in another project they are added beside its own tests)
+            config.args[:] = [str(INVARIANT_TESTS)]
+            config.stash[ONLY_INVARIANTS] = True
+        else:
+            _add_tests(config, INVARIANT_TESTS, "--bn-impl")
     if is_distributed_active(config):
         from bn_invariants import distributed
         distributed.configure(config)
         _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+
+
+def in_this_repository(config) -> bool:
+    """Whether pytest runs in the suite's own source checkout (its self-tests beside it)."""
+    return Path(config.rootpath).resolve() == INVARIANT_TESTS.resolve().parent.parent
 
 
 def _add_tests(config, module: Path, impl_option: str) -> None:
@@ -148,7 +181,8 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_generate_tests(metafunc):
-    if "target" in metafunc.fixturenames and is_active(metafunc.config):
+    wanted = {"target", "contract"} & set(metafunc.fixturenames)
+    if wanted and is_active(metafunc.config):
         from bn_invariants import session
         session.parametrize(metafunc)
     if "dist_target" in metafunc.fixturenames and is_distributed_active(metafunc.config):

@@ -2,12 +2,14 @@
 
 Writes one JSON document when the session ends:
 
-    {"torch": "2.13.0+cpu", "profile": "ci", "reference": "reference(float64)",
+    {"version": "0.2.0", "registry": "<12 hex digits>", "torch": "2.13.0+cpu",
+     "profile": "ci", "reference": "reference(float64)",
      "coverage": {"<subject>": {"<device>": {"<dtype>": [ranks...]}}},
      "results": [{"test": nodeid, "invariant": id, "subject": name, "device": "cpu",
                   "dtypes": {"float32": [2, 3, 4, 5], ...},
                   "outcome": "pass" | "fail" | "error" | "skip" | "xfail" | "xpass",
                   "reason": str | null, "duration": seconds}],
+     # a failure's reason is its whole report block: the violation and its reproduction
      "summary": {"pass": n, "fail": n, ...}}
 
 ``results`` holds one entry per ``test_invariant`` test (and per
@@ -46,13 +48,18 @@ class BatchNormReport:
         for item in items:
             described = describe_item(item)
             if described is not None:
-                self.entries[item.nodeid] = {"test": item.nodeid, **described,
-                                             "outcome": None, "reason": None, "duration": 0.0}
+                self.entries[item.nodeid] = _entry(item.nodeid, described)
+                # under pytest-xdist the controller collects nothing: the description
+                # travels to it with each test's reports
+                item.user_properties.append((DESCRIBED, described))
 
     def pytest_runtest_logreport(self, report):
         entry = self.entries.get(report.nodeid)
         if entry is None:
-            return
+            described = dict(report.user_properties).get(DESCRIBED)
+            if described is None:
+                return
+            entry = self.entries[report.nodeid] = _entry(report.nodeid, described)
         entry["duration"] = round(entry["duration"] + report.duration, 4)
         outcome, reason = outcome_of(report)
         # The first non-pass phase decides (a failed teardown after a passed call fails).
@@ -60,12 +67,17 @@ class BatchNormReport:
             entry["outcome"], entry["reason"] = outcome, reason
 
     def pytest_sessionfinish(self, session):
+        if hasattr(self.config, "workerinput"):
+            return  # an xdist worker: the controller writes the report
         results = list(self.entries.values())
         summary: dict = {}
         for entry in results:
             entry["outcome"] = entry["outcome"] or "not run"
             summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
+        from bn_invariants import __version__, registry_hash
         document = {
+            "version": __version__,
+            "registry": registry_hash(),
             "torch": _torch_version(),
             "profile": _profile(),
             "reference": str(_stash(self.config, "REFERENCE", "")),
@@ -78,6 +90,15 @@ class BatchNormReport:
 
     def pytest_terminal_summary(self, terminalreporter):
         terminalreporter.write_line(f"batch-norm report written to {self.path}")
+
+
+DESCRIBED = "bn_invariant"
+"""The user property that carries a test's description (``describe_item``)."""
+
+
+def _entry(nodeid: str, described: dict) -> dict:
+    """A result entry, not yet run."""
+    return {"test": nodeid, **described, "outcome": None, "reason": None, "duration": 0.0}
 
 
 def describe_item(item) -> dict | None:
@@ -114,7 +135,8 @@ def outcome_of(report) -> tuple:
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         return "skip", reason.removeprefix("Skipped: ")
     if report.failed:
-        return ("fail" if report.when == "call" else "error"), _first_line(report)
+        reason = getattr(report, "bn_reason", None) or _first_line(report)
+        return ("fail" if report.when == "call" else "error"), reason
     if report.when == "call":
         return "pass", None
     return None, None

@@ -9,10 +9,14 @@ import torch
 from hypothesis import settings
 
 from bn_invariants.invariants import BUILTIN_SUBJECTS, REGISTRY, SubjectError, load_subject
-from bn_invariants.invariants.coverage import describe, probe
+from bn_invariants.invariants.conventions import Conventions, declare, declared
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
-from bn_invariants.plugin import COVERAGE, DEVICE_KINDS, REFERENCE, REPLICAS, SUBJECTS, setting
+from bn_invariants.outcomes import Outcomes
+from bn_invariants.plugin import (CHOICES, COVERAGE, DEVICE_KINDS, ONLY_INVARIANTS, REFERENCE,
+                                  REPLICAS, SUBJECTS, setting)
+from bn_invariants.probing import probe_subject
+from bn_invariants.targets import CheckedTarget, safe_id
 from bn_invariants.strategies import available_devices
 from bn_invariants.strategies.profiles import current_profile, default_profile
 
@@ -26,6 +30,7 @@ def configure(config) -> None:
     if not config.getoption("hypothesis_profile", default=None):
         settings.load_profile(default_profile())
     replicas = _replicas(config)
+    declare(_conventions(config))
     impl = _load(config, "--bn-impl", None)
     subjects = (impl,) if impl else BUILTIN_SUBJECTS
     config.stash[REFERENCE] = _load(config, "--bn-ref", REFERENCE_SUBJECT)
@@ -36,9 +41,10 @@ def configure(config) -> None:
         raise pytest.UsageError(f"--bn-device={missing[0]}: no {missing[0]} device is "
                                 f"available on this machine")
     try:
-        coverage = {(s.name, d): probe(s, d) for s in subjects for d in present}
+        probed = {(s.name, d): probe_subject(s, d) for s in subjects for d in present}
     except SubjectError as exc:
         raise pytest.UsageError(f"--bn-impl: {exc}") from None
+    coverage = {key: p.space for key, p in probed.items()}
     for subject in subjects:
         spaces = [coverage[(subject.name, d)] for d in present]
         if spaces and not any(spaces):
@@ -48,11 +54,32 @@ def configure(config) -> None:
                 f"so nothing could be checked")
     config.stash[SUBJECTS] = subjects
     config.stash[COVERAGE] = coverage
+    config.stash[PROBED] = probed
     config.stash[REPLICAS] = replicas
+    outcomes = Outcomes(config, config.stash[REFERENCE], bool(setting(config, "--bn-strict")))
+    config.stash[OUTCOMES] = outcomes
+    config.pluginmanager.register(outcomes, "bn-outcomes")
     report_path = setting(config, "--bn-report")
     if report_path:
         from bn_invariants.report import register_report
         register_report(config, report_path)
+
+
+PROBED = pytest.StashKey[dict]()
+OUTCOMES = pytest.StashKey[Outcomes]()
+
+
+def _conventions(config) -> Conventions:
+    """The declared conventions; a value outside an option's choices is a usage error."""
+    values = {}
+    for option in ("--bn-running-var", "--bn-momentum"):
+        value = setting(config, option)
+        if value is not None and value not in CHOICES[option]:
+            raise pytest.UsageError(f"{option}={value}: should be one of "
+                                    f"{', '.join(CHOICES[option])}")
+        values[option] = value or CHOICES[option][0]
+    return Conventions(values["--bn-running-var"], values["--bn-momentum"],
+                       bool(setting(config, "--bn-frozen")))
 
 
 def _replicas(config) -> int:
@@ -83,8 +110,14 @@ def _load(config, option, default):
 
 
 def _coverage_lines(config) -> list:
-    return [f"  {name} on {device}: {describe(space)}"
-            for (name, device), space in config.stash[COVERAGE].items()]
+    return [f"  {name} on {device}: {probed.coverage_line()}"
+            for (name, device), probed in config.stash[PROBED].items()]
+
+
+def _conventions_line() -> str:
+    flags = declared().flags()
+    return ("declared conventions: " + " ".join(flags)) if flags else \
+        "conventions: torch's (unbiased running variance, new = (1-m)·old + m·batch)"
 
 
 def report_header(config) -> list:
@@ -94,42 +127,77 @@ def report_header(config) -> list:
         f"bn-invariants {__version__} (registry {registry_hash()}): {len(REGISTRY)} invariants; "
         f"torch {torch.__version__}; devices {', '.join(available_devices())}; "
         f"profile {current_profile()}; reference {config.stash[REFERENCE]}",
+        _conventions_line(),
         "coverage (what each subject accepts, found by probing):",
         *_coverage_lines(config),
     ]
 
 
 def terminal_summary(terminalreporter, config) -> None:
-    """The coverage again, at the end of the run."""
-    terminalreporter.write_sep("-", "batch-norm coverage")
-    for line in _coverage_lines(config):
-        terminalreporter.write_line(line)
+    """The coverage again at the end of the run, then the verdicts: skips grouped by
+    reason, failures inherited from torch, flags that would explain the failures."""
+    from bn_invariants.summary import write_summary
+    write_summary(terminalreporter, config, _coverage_lines(config))
 
 
-def _why_empty(invariant, subject, device) -> str:
+def _why_empty(invariant, subject, device, whole_space=None) -> str:
     if not invariant.applies_on(device):
         return f"{invariant.id} applies only on {', '.join(invariant.devices)}, not on {device}"
+    if whole_space is not None and invariant.space_for(whole_space):
+        return (f"every input {subject} accepts on {device} that {invariant.id} applies to "
+                f"is in a known deviation of torch (replayed by tests/test_known_deviations.py)")
     return f"{subject} accepts no input on {device} that {invariant.id} applies to"
 
 
+def _skip_reason(invariant, subject, device, probed, target) -> str:
+    """Why this invariant test cannot run ('' when it can)."""
+    if not declared().applies(invariant.id):
+        return "does not apply to an eval-only batch norm (--bn-frozen)"
+    if probed.diagnosis is not None and probed.diagnosis.verdict(declared()) \
+            and not probed.diagnosis.frozen_like:
+        return f"{subject} does not normalise over the batch (see batch-normalisation)"
+    if not target.space:
+        return _why_empty(invariant, subject, device, probed.space)
+    return target.declined_everywhere()
+
+
 def parametrize(metafunc) -> None:
-    """One test per invariant x subject x device."""
+    """One test per invariant x subject x device (``target``), and one per contract x
+    subject x device (``contract``)."""
     config = metafunc.config
+    if "contract" in metafunc.fixturenames:
+        metafunc.parametrize("contract", _contract_params(config))
+        return
     params = []
     for invariant in REGISTRY.values():
         if invariant.kind != "single":
             continue  # the distributed family: bn_invariants/distributed.py
         for subject in config.stash[SUBJECTS]:
             for device in _devices(config):
-                ident = f"{invariant.id}-{subject.name}-{device}"
-                space = config.stash[COVERAGE].get((subject.name, device))
-                if space is None:
+                ident = safe_id(invariant.id, subject.name, device)
+                probed = config.stash[PROBED].get((subject.name, device))
+                if probed is None:
                     params.append(pytest.param(None, id=ident, marks=pytest.mark.skip(
                         reason=f"{device} is not available on this machine")))
                     continue
-                target = target_for(invariant, subject, space, config.stash[REFERENCE],
-                                    config.stash[REPLICAS])
-                marks = [] if target.space else [pytest.mark.skip(reason=_why_empty(
-                    invariant, subject, device))]
+                target = CheckedTarget(target_for(invariant, subject, probed.space,
+                                                  config.stash[REFERENCE],
+                                                  config.stash[REPLICAS]),
+                                       probed.capabilities)
+                reason = _skip_reason(invariant, subject, device, probed, target)
+                marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(target, id=ident, marks=marks))
     metafunc.parametrize("target", params)
+
+
+def _contract_params(config) -> list:
+    """(contract id, subject, message) for the batch-normalisation verdict, the
+    construction contract and the output contract of each rank."""
+    params = []
+    for (name, device), probed in config.stash[PROBED].items():
+        verdict = probed.diagnosis.verdict(declared()) if probed.diagnosis else ""
+        failures = {"batch-normalisation": verdict, **probed.contract_failures()}
+        for contract, message in failures.items():
+            ident = safe_id(contract, name, device)
+            params.append(pytest.param((contract, name, message), id=ident))
+    return params

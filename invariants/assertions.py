@@ -25,8 +25,35 @@ class Unsupported(Exception):
     """The subject explicitly declines an operation the invariant needs."""
 
 
-CLEAR_ERRORS = (ValueError, RuntimeError)
-"""What a batch norm may raise for an input it cannot normalise."""
+CLEAR_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+"""What a batch norm may raise for an input it cannot normalise: torch's ValueError and
+RuntimeError, and Python's arithmetic errors (OverflowError for statistics that overflow,
+ZeroDivisionError, FloatingPointError); never a device fault (``is_device_fault``)."""
+
+
+def is_device_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the accelerator rather than an answer of the subject:
+    a ``torch.AcceleratorError`` or a RuntimeError reading "CUDA error: ...".  A CUDA fault
+    (a misaligned address, an illegal access) is sticky: every later CUDA call in the
+    process raises it again.  So no check may take it for a clear refusal or a declined
+    case; it must fail the test it happens in."""
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    return isinstance(exc, accelerator_error) or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("CUDA error"))
+
+
+def half_ulp(got: torch.Tensor) -> torch.Tensor:
+    """Half a unit in the last place of each value of ``got`` in its own dtype, as float64:
+    the rounding any computed value carries, below which no tolerance may go (0 for
+    integers and non-finite values)."""
+    values = got.detach().to("cpu")
+    if not values.is_floating_point():
+        return torch.zeros(values.shape, dtype=torch.float64)
+    info = torch.finfo(values.dtype)
+    v = values.double().abs()
+    exponent = torch.frexp(v.clamp(min=info.tiny)).exponent.double()
+    half = 2.0 ** (exponent - 1) * info.eps / 2  # eps = 2**(1 - p); ulp = 2**(e - p)
+    return torch.where(torch.isfinite(v), half, torch.zeros_like(half))
 
 
 _RATIO_RECORDS: list = []
@@ -68,6 +95,8 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     admits ±inf likewise; never NaN).
     """
     __tracebackhide__ = True
+    if not isinstance(got, torch.Tensor):
+        raise InvariantViolation(f"{what}={got!r}, but should be a tensor [{context}]")
     got64 = got.detach().to("cpu", torch.float64)
     exp64 = expected.detach().to("cpu", torch.float64)
     if got64.shape != exp64.shape:
@@ -82,6 +111,7 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     agree = torch.zeros_like(got64, dtype=torch.bool)
     if nan_ok is not None:
         agree |= (got64 == exp64) | (got64.isnan() & exp64.isnan())
+    tol = torch.where(tol > 0, torch.maximum(tol, half_ulp(got)), tol)
     if overflow is not None:
         agree |= got64.isinf() & (exp64.abs() + tol > overflow)
     agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
@@ -98,6 +128,10 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     g, e, t = got64.flatten()[worst].item(), exp64.flatten()[worst].item(), tol.flatten()[worst].item()
     count = int((~ok).sum())
     where = f"{what}[{', '.join(map(str, at))}]={g!r}"
+    if math.isnan(e) and math.isfinite(g):
+        raise InvariantViolation(
+            f"{where}, but the expected side (the reference) is NaN there: the reference, "
+            f"not the subject, gave no value ({count} of {ok.numel()} elements) [{context}]")
     if not math.isfinite(g) and not math.isfinite(e):
         raise InvariantViolation(
             f"{where}, but should be finite: the side it is compared with is {e!r} too, and "

@@ -13,6 +13,7 @@ import torch
 import re
 from dataclasses import dataclass
 
+from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import (Statistics, gradient_means, per_channel_sum, reduce_dims,
                                                 statistics)
 from bn_invariants.strategies import accumulation_dtype, finfo, mantissa_bits, unit_roundoff
@@ -267,7 +268,7 @@ def running_tolerances(compute: str, stored: str, stats: Statistics, factor: flo
     e = relative_error(compute, stats.n)
     u = unit_roundoff(stored)
     mu, sigma = stats.mean.abs().flatten(), stats.var.sqrt().flatten()
-    bessel = stats.n / max(stats.n - 1, 1)
+    bessel = declared().variance_factor(stats.n)
     mean_error = e * (mu + sigma)
     var_error = mean_error * (sigma + mean_error) * bessel
     unbiased = stats.var.flatten() * bessel
@@ -304,7 +305,7 @@ def batch_statistics(values: torch.Tensor, dtype: str, eps: float):
     rel = relative_error(dtype, n)
     mean_error = SAFETY * rel * (mu.abs() + sigma)
     var_error = SAFETY * rel * (var + sigma * mu.abs()) + mean_error ** 2
-    bessel = n / (n - 1)
+    bessel = declared().variance_factor(n)  # n/(n-1) unless a biased running_var is declared
     return BatchStatistic(mu, mean_error), BatchStatistic(var * bessel, var_error * bessel)
 
 

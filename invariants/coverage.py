@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.registry import Space
 from bn_invariants.invariants.subjects import Subject, SubjectError
 from bn_invariants.strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
@@ -16,13 +17,16 @@ def _probe_input(rank: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
 
 
-def probe(subject: Subject, device: str) -> Space:
+def probe(subject: Subject, device: str, breaks: dict | None = None) -> Space:
     """The (dtype -> ranks) a subject accepts in training mode on ``device``.
 
     An input is accepted when the forward pass returns without raising.  An
-    output of the wrong type, shape or dtype is not a refusal but a broken
-    implementation: SubjectError.  A factory that raises for every dtype is too.
+    output of the wrong type, shape or dtype is not a refusal but a broken output
+    contract: that (dtype, rank) is left out of the space and its message is put in
+    ``breaks[(dtype, rank)]``, so the other ranks are still checked.  When nothing
+    else is accepted, or a factory raises for every dtype: SubjectError.
     """
+    breaks = {} if breaks is None else breaks
     accepted, build_errors, refusals = {}, [], []
     for name in DTYPE_NAMES:
         dtype = torch_dtype(name)
@@ -38,25 +42,34 @@ def probe(subject: Subject, device: str) -> Space:
             try:
                 y = module(x)
             except Exception as exc:
+                if is_device_fault(exc):
+                    raise
                 refusals.append(f"{type(exc).__name__}: {exc}")
                 continue
-            _require_like(subject, x, y)
+            broken = _unlike(subject, x, y)
+            if broken:
+                breaks[(name, rank)] = broken
+                continue
             ranks.append(rank)
         if ranks:
             accepted[name] = tuple(ranks)
     if len(build_errors) == len(DTYPE_NAMES):
         raise SubjectError(build_errors[0])
+    if breaks and not accepted:
+        raise SubjectError(next(iter(breaks.values())))
     return Space(device, accepted, refusals[0] if refusals else "")
 
 
-def _require_like(subject: Subject, x: torch.Tensor, y) -> None:
+def _unlike(subject: Subject, x: torch.Tensor, y) -> str:
+    """Why ``y`` breaks the output contract for input ``x`` ('' when it keeps it)."""
     if not isinstance(y, torch.Tensor):
-        raise SubjectError(f"{subject} returned a {type(y).__name__} for a {tuple(x.shape)} "
-                           f"{x.dtype} input, but should return a tensor")
+        return (f"{subject} returned a {type(y).__name__} for a {tuple(x.shape)} "
+                f"{x.dtype} input, but should return a tensor")
     if y.shape != x.shape or y.dtype != x.dtype:
-        raise SubjectError(f"{subject} returned {tuple(y.shape)} {y.dtype} for a "
-                           f"{tuple(x.shape)} {x.dtype} input, but should return the "
-                           f"input's shape and dtype")
+        return (f"{subject} returned {tuple(y.shape)} {y.dtype} for a "
+                f"{tuple(x.shape)} {x.dtype} input, but should return the "
+                f"input's shape and dtype")
+    return ""
 
 
 def describe(space: Space) -> str:

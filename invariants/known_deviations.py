@@ -7,6 +7,8 @@ from the property test and replays the counterexample as an xfail (``deviations`
 """
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from bn_invariants.invariants import catalogue  # noqa: F401  (registers every invariant)
@@ -33,6 +35,11 @@ def strided_or_channels_last(problem) -> bool:
 def strided(problem) -> bool:
     """Input in strided storage (non-contiguous, not channels-last)."""
     return problem.layout == "strided"
+
+
+def contiguous(problem) -> bool:
+    """Input in contiguous storage (no storage offset)."""
+    return problem.layout == "contiguous"
 
 
 STRIDED_OR_CHANNELS_LAST = "strided or channels-last storage"
@@ -250,9 +257,116 @@ EXTREME_MAGNITUDES = [
     for rank, factories in zip((2, 4, 5), RANK_FAMILIES)]
 
 
+# ======================================================================================
+# CUDA: torch 2.11.0+cu130 on an NVIDIA H200 (2026-11-30, the first CUDA run: docs/gpu.md).
+# Only what that run measured: a deviation of a factory whose test was lost to the run's
+# device fault (a poisoned worker) is not recorded, its property test searches again.
+
+MEASURED_ON_CUDA = ("2.11",)
+"""The torch versions the CUDA entries below were measured on (2.11.0+cu130)."""
+
+
+def _cuda_entry(*args, **kwargs) -> KnownDeviation:
+    """``_entry``'s deviation, on CUDA and measured on MEASURED_ON_CUDA."""
+    return dataclasses.replace(_entry(*args, **kwargs), device="cuda",
+                               measured_on=MEASURED_ON_CUDA)
+
+
+def _on_cuda(problem: Problem) -> Problem:
+    """``problem`` on the GPU (a CUDA counterexample)."""
+    return dataclasses.replace(problem, device="cuda")
+
+
+# ---- float32 variance overflows in the Welford merge (CUDA, every layout) ------------
+
+CUDA_SQUARES_OVERFLOW = (
+    "torch's CUDA batch norm accumulates the statistics in float32 for float32 input "
+    "without scaling: its Welford merges (Normalization.cuh: welford_merge_element, the "
+    "warp merges of batch_norm_collect_statistics_kernel) form (mean_a - mean_b)^2 n_a n_b "
+    "/ (n_a + n_b) in float32, so once the values reach about 2^64 the square overflows. "
+    "Where both partial counts are non-zero the variance is inf, 1/s = 0 and the output is "
+    "silently beta (measured on 4-D and 5-D input, which with float32 affine parameters "
+    "torch hands to cuDNN, whose internals are not public); where a merge meets an empty "
+    "partial (count 0), inf * 0 makes the variance NaN and every output NaN (measured on "
+    "2-D input, torch's own kernel). No error is raised either way.")
+
+CUDA_EXTREME_MAGNITUDES = [
+    _cuda_entry("extreme-magnitudes", factories, "float32",
+                dataclasses.replace(case, problem=_on_cuda(case.problem)), measured,
+                CUDA_SQUARES_OVERFLOW)
+    for rank, factories, measured in (
+        (2, RANK_FAMILIES[0], "BN(x)[0, 0] = nan (BatchNorm1d and functional) where gamma "
+                              "x̂ + beta = 2.054 ± 1.39e-06, both elements: max|x| = 2^68"),
+        (4, RANK_FAMILIES[1], "BN(x)[0, 0, 0, 0] = 1.5099 = beta where gamma x̂ + beta = "
+                              "2.054 ± 1.39e-06 (error 0.544, 3.9e5x): max|x| = 2^68"),
+        (5, RANK_FAMILIES[2], "BN(x)[0, 0, 0, 0, 0] = 1.5099 = beta where gamma x̂ + beta = "
+                              "2.054 ± 1.39e-06 (error 0.544, 3.9e5x): max|x| = 2^68"))
+    for case in (_overflow_case("float32", rank, 0.75),)]
+
+
+# ---- float16 batch mean rounded to float16 (CUDA, strided storage) -------------------
+
+CUDA_HALF_MEAN_ROUNDED = (
+    "torch's CUDA batch norm, for float16 input in strided storage (non-contiguous and not "
+    "channels-last; every failure shrank to it, the same values contiguous pass), uses the "
+    "batch mean rounded to float16: its outputs match (x - fl16(mean)) (1/s) gamma + beta "
+    "formed in float32 and rounded once, bit for bit, on every counterexample below, and "
+    "the running mean folds in fl16(mean) (0.1 fl16(mean) exactly, with float32 buffers). "
+    "Rounding the mean costs u16 |mean| |gamma| / s absolutely, several ulps of an output "
+    "near zero, and half a float16 ulp of the mean in the float32 running_mean, where "
+    "float32 statistics (what mixed precision keeps the float32 buffers for) would stay "
+    "within float32 rounding.")
+
+CUDA_HALF_STATISTICS = [
+    _cuda_entry("half-precision-ulp", factories, "float16",
+                Case(_on_cuda(Problem(shape=shape, dtype="float16", layout="strided",
+                                      regime=regime, seed=seed))),
+                measured, CUDA_HALF_MEAN_ROUNDED, strided, "strided storage")
+    for factories, shape, regime, seed, measured in (
+        (RANK_FAMILIES[0], (5, 2), "unit", 0,
+         "BN(x)[4, 1] = -0.0046539 where fl16(gamma x̂ + beta) = -0.0046730 ± 8.91e-06 "
+         "(error 1.91e-05 = 5 ulps, 2.14x; measured on functional, BatchNorm1d calls the "
+         "same torch.nn.functional.batch_norm)"),
+        (RANK_FAMILIES[1], (2, 1, 1, 1), "offset", 3,
+         "BN(x)[1, 0, 0, 0] = 0.94922 where fl16(gamma x̂ + beta) = 0.94482 ± 0.000985 "
+         "(error 0.00439 = 9 ulps, 4.46x; --bn-impl=torch.nn:BatchNorm2d run)"))]
+
+CUDA_MIXED_HALF_MEAN = [
+    _cuda_entry("mixed-precision", (nn.BatchNorm2d,), "float16",
+                Case(_on_cuda(Problem(shape=(2, 1, 1, 1), dtype="float16", layout="strided",
+                                      options=BNOptions(affine=False)))),
+                ("running_mean = 0.062402345 = 0.1 fl16(mean) where 0.1 mean = 0.062377930 "
+                 "± 1.25e-07 (error 2.44e-05, 195x): float32 buffers, one step from (0, 1)"),
+                CUDA_HALF_MEAN_ROUNDED, strided, "strided storage")]
+
+
+# ---- bfloat16 dl/dbeta from bfloat16 partial sums (CUDA, mixed precision) ------------
+
+CUDA_BFLOAT16_BIAS_GRADIENT = [
+    _cuda_entry("mixed-precision", RANK_FAMILIES[0], "bfloat16",
+                Case(_on_cuda(Problem(shape=(1, 1, 4), dtype="bfloat16"))),
+                ("dl/dbeta = -1.357421875 where sum g = -1.3544921875 ± 2.55e-06 (error "
+                 "2.93e-3, 1150x); the value is fl32(fl_bf16(g1 + g3) + (g0 + g2)) exactly, "
+                 "g the four bfloat16 cotangents (measured on BatchNorm1d; functional calls "
+                 "the same torch.nn.functional.batch_norm)"),
+                ("torch's CUDA backward, given contiguous bfloat16 input with float32 "
+                 "parameters, sums dl/dbeta = sum g from partial sums held in bfloat16 "
+                 "(the measured value is two interleaved partial sums, each rounded to "
+                 "bfloat16, added in float32: the pattern of a packed two-lane bfloat16 "
+                 "accumulation; which kernel, torch's or cuDNN's, is not identified). It "
+                 "is a float32 gradient of a float32 parameter: an error of u_bf16 per "
+                 "partial sum (2^-9 relative) where a float32 sum is off by at most "
+                 "u_32 k(n) sum|g|."),
+                contiguous, "contiguous storage")]
+
+CUDA_DEVIATIONS = (*CUDA_EXTREME_MAGNITUDES, *CUDA_HALF_STATISTICS, *CUDA_MIXED_HALF_MEAN,
+                   *CUDA_BFLOAT16_BIAS_GRADIENT)
+"""torch's deviations on CUDA (device="cuda"), replayed only where CUDA is present."""
+
+
 DEVIATIONS: tuple[KnownDeviation, ...] = (
     *EVAL_HALF_VARIANCE, *EXTREME_MAGNITUDES, *HALF_STATISTICS, *BFLOAT16_BIAS_GRADIENT,
-    *HALF_BACKWARD)
+    *HALF_BACKWARD, *CUDA_DEVIATIONS)
 """Every known deviation of torch's batch norm."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bn_invariants.invariants.conventions import declared
 from bn_invariants.strategies import accumulation_dtype, torch_dtype
 
 
@@ -136,8 +137,10 @@ def _update_running(running_mean, running_var, num_batches_tracked, mean, var, n
     """Fold float64 batch statistics into the buffers, computed in float64, rounded once."""
     if num_batches_tracked is not None:
         num_batches_tracked.add_(1)
-    factor = 1.0 / float(num_batches_tracked) if momentum is None else momentum
-    unbiased = var.flatten() * n / max(n - 1, 1)
+    conventions = declared()  # torch's unless the subject declared others
+    factor = (1.0 / float(num_batches_tracked) if momentum is None
+              else conventions.batch_weight(momentum))
+    unbiased = var.flatten() * conventions.variance_factor(n)
     new_mean = (1 - factor) * running_mean.double() + factor * mean.flatten()
     new_var = (1 - factor) * running_var.double() + factor * unbiased
     running_mean.copy_(new_mean.to(running_mean.dtype))

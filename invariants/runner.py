@@ -5,12 +5,13 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import torch
 from hypothesis import (HealthCheck, Phase, currently_in_test_context, find, given, note,
                         settings as hsettings, target)
 from hypothesis.errors import NoSuchExample
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
-from bn_invariants.invariants.assertions import Unsupported, recording_ratios
+from bn_invariants.invariants.assertions import Unsupported, is_device_fault, recording_ratios
 from bn_invariants.invariants.registry import Invariant, Space
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies.profiles import profile
@@ -73,12 +74,19 @@ class Target:
         searching = currently_in_test_context()
         with recording_ratios() as worst:
             for variant in replicas_of(case, self.replicas):
+                device = variant.problem.device
                 try:
+                    refuse_poisoned_device(device)
                     check_case(self.invariant, self.subject, variant, self.reference)
+                    if device == "cuda":
+                        torch.cuda.synchronize()  # a kernel's fault surfaces in its own case
                 except Exception as exc:
                     if searching:
                         note(f"reproduce: {variant!r}")
                     exc.reproduction = variant
+                    if is_device_fault(exc) and not FIRST_DEVICE_FAULT:
+                        FIRST_DEVICE_FAULT.append(f"{self.id} on {variant!r}: "
+                                                  f"{str(exc).splitlines()[0]}")
                     raise
         if searching and math.isfinite(worst[0]):
             target(worst[0], label="error / bound")
@@ -100,6 +108,24 @@ def _long_case(target: Target, dtype: str, n: int):
     problem = found.problem
     shape = length_shape(len(problem.shape), problem.num_features, n)
     return replace(found, problem=replace(problem, shape=shape))
+
+
+class DevicePoisoned(Exception):
+    """A case not checked: an earlier device fault left this process's device unusable."""
+
+
+FIRST_DEVICE_FAULT: list = []
+"""Where this process met its first device fault (a CUDA error is sticky: after one,
+every CUDA call in the process fails), as one line; empty until then."""
+
+
+def refuse_poisoned_device(device: str) -> None:
+    """Raise DevicePoisoned, naming the first fault, for a case on an accelerator after a
+    device fault in this process: its every call would fail with that fault again, which
+    would be reported as the case's own failure (or worse, taken for a refusal)."""
+    if device != "cpu" and FIRST_DEVICE_FAULT:
+        raise DevicePoisoned(f"not checked on {device}: this process's {device} context "
+                             f"is unusable since a device fault in {FIRST_DEVICE_FAULT[0]}")
 
 
 REPLICA_BUDGET = 4096

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
-from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
 from bn_invariants.invariants.bounds import eval_map_tolerance
+from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import as64, as_channel, channel_view, statistics
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import apply_layout, finfo
@@ -23,6 +25,7 @@ def build(subject: Subject, problem, *, training: bool = True, options=None) -> 
     opts = options or problem.options
     module = subject.build(problem.num_features, options=opts, device=problem.device,
                            dtype=problem.torch_dtype)
+    materialise(module, problem)
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     if opts.affine and weight is not None and bias is not None:
         w, b = problem.affine()
@@ -32,12 +35,50 @@ def build(subject: Subject, problem, *, training: bool = True, options=None) -> 
     return module.train(training)
 
 
+def is_lazy(module: nn.Module) -> bool:
+    """Whether ``module`` still has uninitialised (lazy) parameters or buffers."""
+    return any(isinstance(t, UninitializedTensorMixin)
+               for t in (*module.parameters(), *module.buffers()))
+
+
+@torch.no_grad()
+def materialise(module: nn.Module, problem) -> None:
+    """Give a lazy module (torch.nn.LazyBatchNorm2d, say) its shapes with one eval-mode
+    forward of zeros shaped like the problem's input (at least two samples), which
+    changes no running statistic; a module that is not lazy is left alone."""
+    if not is_lazy(module):
+        return
+    shape = (max(problem.shape[0], 2), *(max(s, 1) for s in problem.shape[1:]))
+    training = module.training
+    module.eval()(torch.zeros(shape, dtype=problem.torch_dtype, device=problem.device))
+    module.train(training)
+
+
 def affine_of(module: nn.Module, rank: int):
     """(gamma, beta) of ``module`` as float64 channel views, or (None, None)."""
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     if weight is None or bias is None:
         return None, None
     return as_channel(weight, rank), as_channel(bias, rank)
+
+
+def trainable_affine(module: nn.Module, subject: Subject):
+    """(weight, bias) when both are trainable tensors of their own (leaves that require
+    grad); otherwise there is no gradient of γ and β to check: Unsupported, saying why
+    (buffers, as an eval-only batch norm keeps them; a property computed from other
+    parameters; none at all)."""
+    out = []
+    for name in ("weight", "bias"):
+        t = getattr(module, name, None)
+        if not isinstance(t, torch.Tensor):
+            raise Unsupported(f"{subject} has no {name} tensor")
+        if not t.requires_grad:
+            raise Unsupported(f"{subject}'s {name} is not trainable (a buffer, or frozen)")
+        if not t.is_leaf:
+            raise Unsupported(f"{subject}'s {name} is computed from other parameters (a "
+                              f"property), so it has no gradient of its own")
+        out.append(t)
+    return tuple(out)
 
 
 def affine_views(problem):
@@ -53,7 +94,7 @@ def momentum_factor(problem) -> float:
     """The weight of the first batch in the running statistics: the momentum, or 1 for
     momentum=None (a cumulative average after one batch)."""
     m = problem.options.momentum
-    return 1.0 if m is None else m
+    return 1.0 if m is None else declared().batch_weight(m)
 
 
 def context(subject: Subject, problem) -> str:
@@ -118,6 +159,10 @@ class StepRecord:
     gamma: torch.Tensor | None = None
     """The module's γ and β after the step, float64 channel views (None without them)."""
     beta: torch.Tensor | None = None
+    own_gradients: bool = True
+    """Whether γ and β are trainable tensors of their own (leaves that require grad); not
+    when they are buffers or properties computed from other parameters, which have no
+    gradient of their own to read."""
 
     @property
     def finite(self) -> bool:
@@ -137,8 +182,10 @@ def record_step(module, subject, problem, describe: str = "", cotangent=None) ->
     g = problem.cotangent() if cotangent is None else cotangent
     input_grad = backward(y, g, leaf, ctx)
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-    weight_grad = None if weight is None else weight.grad
-    bias_grad = None if bias is None else bias.grad
+    own = [t for t in (weight, bias) if isinstance(t, torch.Tensor)]
+    own_gradients = all(t.is_leaf and t.requires_grad for t in own)
+    weight_grad = weight.grad if own_gradients and weight is not None else None
+    bias_grad = bias.grad if own_gradients and bias is not None else None
     buffers = {name: getattr(module, name, None) for name in BUFFER_NAMES}
     tensors = {"output": y, "weight": weight, "bias": bias, **buffers}
     batches = buffers["num_batches_tracked"]
@@ -147,7 +194,8 @@ def record_step(module, subject, problem, describe: str = "", cotangent=None) ->
         as64(y), as64(input_grad), as64(weight_grad), as64(bias_grad),
         as64(buffers["running_mean"]), as64(buffers["running_var"]),
         None if batches is None else int(batches),
-        {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)}, gamma, beta)
+        {k: t.dtype for k, t in tensors.items() if isinstance(t, torch.Tensor)}, gamma, beta,
+        own_gradients)
 
 
 def training_step(subject, problem, cotangent: torch.Tensor) -> StepRecord:

@@ -11,7 +11,13 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import nn
 
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.reference import ModelBatchNorm, ReferenceBatchNorm
+
+
+REQUIRED_SIGNATURE = ("Name(num_features, eps=, momentum=, affine=, track_running_stats=, "
+                      "device=, dtype=), torch.nn.BatchNorm2d's signature")
+"""How the suite builds every subject."""
 
 
 class SubjectError(Exception):
@@ -27,13 +33,20 @@ class Subject:
     factory: Callable[..., nn.Module]
 
     def build(self, num_features, *, options, device, dtype) -> nn.Module:
-        """A fresh module; a factory that raises or returns a non-Module is a SubjectError."""
+        """A fresh module; a factory that raises or returns a non-Module is a SubjectError
+        (a device fault is not the factory's: it propagates as it is)."""
+        kwargs = {**options.kwargs(), "device": device, "dtype": dtype}
         try:
-            module = self.factory(num_features, device=device, dtype=dtype, **options.kwargs())
+            module = self.factory(num_features, **kwargs)
         except Exception as exc:
+            if is_device_fault(exc):
+                raise
+            call = ", ".join([str(num_features)] + [f"{k}={v!r}" if k != "dtype" else f"{k}={v}"
+                                                    for k, v in kwargs.items()])
+            kind = "function" if inspect.isfunction(self.factory) else "class"
             raise SubjectError(
-                f"{self.name}({num_features}, {options}, device={device!r}, dtype={dtype}) "
-                f"raised {type(exc).__name__}: {exc}") from exc
+                f"{self.name}({call}) raised {type(exc).__name__}: {exc}; the suite calls "
+                f"{self.name} (a {kind}) as {REQUIRED_SIGNATURE}") from exc
         if not isinstance(module, nn.Module):
             raise SubjectError(f"{self.name}(...) returned a {type(module).__name__}, "
                                f"but should return a torch.nn.Module")

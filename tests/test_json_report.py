@@ -27,6 +27,9 @@ def test_report_records_each_invariant_test(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["torch"] == torch.__version__
     assert doc["profile"] == "ci"
+    from bn_invariants import __version__, registry_hash
+    assert (doc["version"], doc["registry"]) == (__version__, registry_hash()), (
+        "the report should name the suite's version and registry hash")
     assert doc["coverage"][IMPL]["cpu"]["float32"] == [2, 3, 4, 5]
     by_key = {(r["invariant"], r["device"]): r for r in doc["results"]}
     assert {i for i, _ in by_key} == {"shift-invariance", "zero-bias-gradient"}
@@ -34,8 +37,30 @@ def test_report_records_each_invariant_test(tmp_path):
     assert (passed["outcome"], failed["outcome"]) == ("pass", "fail"), run.stdout[-2000:]
     assert passed["subject"] == IMPL and passed["dtypes"]["float64"] == [2, 3, 4, 5]
     assert "dl/db" in failed["reason"]
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():  # the CUDA tests run too: the same verdicts there
+        on_cuda = by_key[("shift-invariance", "cuda")], by_key[("zero-bias-gradient", "cuda")]
+        assert tuple(r["outcome"] for r in on_cuda) == ("pass", "fail"), run.stdout[-2000:]
+    else:
         skipped = by_key[("shift-invariance", "cuda")]
         assert skipped["outcome"] == "skip" and "cuda" in skipped["reason"]
         assert skipped["subject"] == IMPL
-    assert doc["summary"]["fail"] == 1 and run.returncode == 1
+    failing_devices = 2 if torch.cuda.is_available() else 1  # zero-bias-gradient, per device
+    assert doc["summary"]["fail"] == failing_devices and run.returncode == 1
+
+
+def test_the_report_holds_every_result_under_xdist(tmp_path):
+    """With pytest-xdist the controller collects nothing: each result reaches it with its
+    test's reports (the first CUDA run, at -n 8, wrote "results": [])."""
+    path = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+         "bn_invariants/invariant_tests.py", f"--bn-impl={IMPL}", "--bn-device=cpu",
+         "--hypothesis-profile=ci", f"--bn-report={path}",
+         "-k", "shift-invariance or zero-bias-gradient"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    doc = json.loads(path.read_text())
+    outcomes = {r["invariant"]: r["outcome"] for r in doc["results"]}
+    assert outcomes == {"shift-invariance": "pass", "zero-bias-gradient": "fail"}, \
+        run.stdout[-2000:]
+    assert doc["results"][0]["dtypes"]["float64"] == [2, 3, 4, 5]
+    assert doc["summary"] == {"pass": 1, "fail": 1} and run.returncode == 1

@@ -93,3 +93,14 @@ def test_a_deviation_is_strict_only_on_the_torch_versions_it_was_measured_on():
 def test_every_deviation_names_the_torch_versions_it_was_measured_on():
     for dev in DEVIATIONS:
         assert dev.measured_on and all(v.count(".") == 1 for v in dev.measured_on), dev
+
+
+def test_cuda_replays_run_only_where_cuda_is():
+    cuda = [p for p in CASES if p.values[0].device == "cuda"]
+    assert cuda, "no CUDA deviation is replayed"
+    for param in cuda:
+        skips = [m for m in param.marks if m.name == "skip"]
+        if torch.cuda.is_available():
+            assert not skips, param.id
+        else:
+            assert skips and "cuda is not available" in skips[0].kwargs["reason"], param.id

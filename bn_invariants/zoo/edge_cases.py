@@ -8,18 +8,25 @@ from bn_invariants.zoo.base import ZooBatchNorm
 
 class SilentSingleValueBatchNorm(ZooBatchNorm):
     """Returns β for a batch with one value per channel (x̂ = 0/√ε) instead of raising,
-    so a training loop with a last batch of size 1 silently learns from garbage."""
+    and folds the unbiased variance of that one value, 0·1/0 = NaN, into running_var:
+    every later eval pass returns NaN."""
 
-    BUG = "one value per channel in training returns β instead of raising"
+    BUG = "one value per channel in training: returns β and writes NaN into running_var"
     SOURCE = ("frameworks that do not raise here (Keras/TF BatchNormalization on a batch of "
-              "one); torch's 'Expected more than 1 value per channel when training' error")
-    CAUGHT_BY = ("single-value-raises",)
+              "one) written with torch's unbiased running variance; torch's 'Expected more "
+              "than 1 value per channel when training' error")
+    CAUGHT_BY = ("one-value-per-channel",)
 
     def forward(self, x):
         single = x.dim() >= 2 and x.numel() == x.shape[1] and self.uses_batch_statistics()
         if not single:
             return super().forward(x)
-        return self.scale_shift(torch.zeros_like(x.to(self.compute_dtype(x.dtype)))).to(x.dtype)
+        computed = x.to(self.compute_dtype(x.dtype))
+        if self.updates_running_statistics():
+            self.count_batch()
+            zero = torch.zeros(x.shape[1], dtype=computed.dtype, device=x.device)
+            self.blend(self.average_factor(), computed.detach().flatten(), zero * 1 / zero)
+        return self.scale_shift(torch.zeros_like(computed)).to(x.dtype)
 
 
 class EmptyBatchPoisonsStatsBatchNorm(ZooBatchNorm):

@@ -8,7 +8,7 @@ from bn_invariants.invariants.assertions import assert_close
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import closed_form, per_channel_sum, radial_value
 from bn_invariants.invariants.bounds import elementwise_tolerance, radial_reference_error, reference_xhat_error
-from bn_invariants.invariants.step import input_gradient, rounded_cotangent
+from bn_invariants.invariants.step import input_gradient, rounded_cotangent, trainable_affine
 from bn_invariants.invariants.bounds import parameter_gradient_tolerances
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
@@ -97,6 +97,7 @@ INPUT_GRADIENT_CLOSED_FORM = register(Invariant(
 def check_parameter_gradients(subject, case):
     p = case.problem
     module = build(subject, p)
+    trainable_affine(module, subject)
     input_gradient(subject, p, module)
     stats = statistics(p.values, p.options.eps)
     g = rounded_cotangent(p)

@@ -15,6 +15,7 @@ from hypothesis import reject
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.step import StepRecord, affine_views, momentum_factor, record_step
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import input_gradient_tolerance, parameter_gradient_tolerances, running_tolerances
 from bn_invariants.invariants.step import build
@@ -74,7 +75,7 @@ def _step_on(subject, problem, device: str, declines: bool) -> StepRecord:
     except (InvariantViolation, SubjectError):
         raise
     except Exception as exc:
-        if not declines:
+        if not declines or is_device_fault(exc):
             raise
         raise Unsupported(f"{subject} on {device} raised {type(exc).__name__} on "
                           f"{here.summary()}: {exc}") from exc

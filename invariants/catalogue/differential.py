@@ -6,6 +6,7 @@ import torch
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.step import momentum_factor
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close
+from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import computes_in_float64, training_step
 from bn_invariants.invariants.bounds import input_gradient_tolerance, running_tolerances
@@ -24,6 +25,8 @@ def _reference_step(reference, problem, cotangent):
     except (SubjectError, InvariantViolation):
         raise
     except Exception as exc:
+        if is_device_fault(exc):
+            raise
         raise Unsupported(f"reference {reference} raised {type(exc).__name__} on "
                           f"{problem.summary()}: {exc}") from exc
 

@@ -13,7 +13,7 @@ from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
 from bn_invariants.invariants.reference import closed_form
 from bn_invariants.invariants.bounds import elementwise_tolerance
-from bn_invariants.invariants.step import build, context
+from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Case, Invariant, register
 from bn_invariants.invariants.bounds import SAFETY, output_tolerance, relative_error
@@ -50,19 +50,21 @@ def small_cases(space):
 
 
 def _differentiable(subject, p):
-    """(f, inputs, stats, gamma, beta): f(x, *affine) runs the subject's module with the
-    affine parameters replaced by the float64 leaves in ``inputs``."""
+    """(f, inputs, stats, gamma, beta): f(x, *params) runs the subject's module with its
+    trainable parameters replaced by the leaves in ``inputs``.  The parameters are the
+    module's registered ones (weight and bias for torch's; whatever holds γ and β when
+    they are properties; none when they are buffers), swapped by name, never by setattr
+    on a property."""
     module = build(subject, p)
-    names = [n for n in ("weight", "bias") if isinstance(getattr(module, n, None), torch.Tensor)]
-    leaves = [getattr(module, n).detach().clone().requires_grad_(True) for n in names]
+    names = [n for n, t in module.named_parameters() if t.requires_grad]
+    leaves = [module.get_parameter(n).detach().clone().requires_grad_(True) for n in names]
 
     def f(x, *params):
         return torch.func.functional_call(module, dict(zip(names, params)), (x,))
 
     stats = statistics(p.values, p.options.eps)
-    view = (1, -1) + (1,) * (p.values.dim() - 2)
-    affine = [t.detach().cpu().reshape(view) for t in leaves] + [None, None]
-    return f, [p.input().requires_grad_(True)] + leaves, stats, affine[0], affine[1]
+    gamma, beta = affine_of(module, p.values.dim())
+    return f, [p.input().requires_grad_(True)] + leaves, stats, gamma, beta
 
 
 def _bounds(p, stats, gamma, beta):

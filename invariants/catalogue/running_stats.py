@@ -11,7 +11,7 @@ from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.step import drawn_running_stats, dtype_name, running_buffers, set_running_stats
-from bn_invariants.invariants.step import build, context
+from bn_invariants.invariants.step import build, context, momentum_factor
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.strategies import bn_options
 from bn_invariants.strategies.options import MOMENTUM_VALUES
@@ -38,7 +38,7 @@ def check_batch_count(module, expected: int, ctx: str) -> None:
 
 def check_update(subject, case):
     p = case.problem
-    m = p.options.momentum
+    m = momentum_factor(p)  # the batch's weight under the declared momentum convention
     module = build(subject, p)
     start_batches = case.params["batches"]
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
