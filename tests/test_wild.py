@@ -292,3 +292,12 @@ def test_a_frozen_batch_norm_passes_declared_and_gets_the_flag_suggested_otherwi
                             "-k", "eval or output-moments")
     assert undeclared.returncode == 1, undeclared.stdout[-3000:]
     assert "suggestion: --bn-frozen" in undeclared.stdout
+
+
+def test_an_identity_between_two_outputs_blames_neither_side():
+    from bn_invariants.invariants.assertions import assert_identical
+    with pytest.raises(InvariantViolation) as info:
+        assert_identical("BN(2 x; eps)", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]),
+                         "ctx", other="BN(x; eps/4)")
+    assert str(info.value).startswith("BN(2 x; eps)[1]=2.0 and BN(x; eps/4)[1]=2.5 differ")
+    assert "should be identical" in str(info.value)
