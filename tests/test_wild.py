@@ -214,9 +214,11 @@ def test_a_printed_reproduction_fails_on_its_own_the_same_way(tmp_path):
     failure = result.stdout.split("= FAILURES =", 1)[1].split("batch-norm coverage", 1)[0]
     assert "Target(" not in failure and "Case(" not in failure
     import json
-    reasons = [r["reason"] for r in json.loads(report.read_text())["results"]
-               if r["outcome"] == "fail"]
+    results = json.loads(report.read_text())["results"]
+    reasons = [r["reason"] for r in results if r["outcome"] == "fail"]
     assert reasons and "Reproduce it on its own" in reasons[0]
+    contracts = {r["invariant"]: r["outcome"] for r in results if "contract" in r["test"]}
+    assert contracts["batch-normalisation"] == "pass" and contracts["output-contract-rank2"] == "pass"
 
 
 # --- robust harness: exceptions are attributed to whoever raised them -----------------------
