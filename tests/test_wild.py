@@ -201,7 +201,7 @@ def test_a_printed_reproduction_fails_on_its_own_the_same_way(tmp_path):
     report = tmp_path / "report.json"
     result = run_pytest("bn_invariants/invariant_tests.py", f"--bn-report={report}",
                         "--bn-impl=bn_invariants.zoo.numerics:EpsOutsideSqrtBatchNorm",
-                        "-k", "agrees-with-reference")
+                        "-k", "agrees-with-reference or contract")
     assert result.returncode == 1, result.stdout[-3000:]
     block = result.stdout.split("Reproduce it on its own:\n", 1)[1]
     script = block.split("'violated'\n", 1)[0] + "'violated'\n"
