@@ -12,6 +12,7 @@ raises one AssertionError that lists each violation with its reproduction.
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -28,8 +29,8 @@ class InvariantResult:
     verdict: str
     """'pass', 'fail' or 'skip'."""
     worst_ratio: float | None = None
-    """Largest error-to-tolerance ratio seen (a failure's is above 1); None when nothing
-    was compared with a tolerance."""
+    """A pass: the largest error-to-tolerance ratio seen in the search.  A failure: the
+    ratio of its shrunk counterexample (above 1).  None when nothing was compared."""
     message: str = ""
     """The violation (fail) or the reason (skip)."""
     reproduction: str = ""
@@ -179,14 +180,20 @@ def _devices(devices, available) -> tuple:
 
 
 def _invariants(names, registry) -> list:
+    """The single-process invariants named (default: all of them); the distributed family
+    needs a process group and runs under the plugin's ``--bn-dist-impl``."""
+    single = {i.id: i for i in registry.values() if i.kind == "single"}
     if names is None:
-        return list(registry.values())
+        return list(single.values())
     names = list(names)
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise ValueError(f"unknown invariant {unknown[0]!r}: should be one of "
-                         f"{', '.join(sorted(registry))}")
-    return [registry[n] for n in names]
+    for name in names:
+        if name in registry and name not in single:
+            raise ValueError(f"invariant {name!r} is a distributed one: it runs under "
+                             f"`pytest --bn-dist-impl=package.module:Name`")
+        if name not in single:
+            raise ValueError(f"unknown invariant {name!r}: should be one of "
+                             f"{', '.join(sorted(single))}")
+    return [single[n] for n in names]
 
 
 def _settings(settings, current_profile):
@@ -223,7 +230,23 @@ def _run(target, device: str, hyp_settings) -> InvariantResult:
     if isinstance(error, Unsupported):
         return InvariantResult(name, device, "skip", ratio, f"{target.subject} declines: {error}",
                                seconds=seconds)
+    error = _first_failure(error)
     message = str(error).split("\n")[0] if isinstance(error, InvariantViolation) else (
         f"{type(error).__name__}: {error}".split("\n")[0])
-    reproduction = repr(getattr(error, "reproduction", "")) if hasattr(error, "reproduction") else ""
+    reproduction = repr(error.reproduction) if hasattr(error, "reproduction") else ""
+    shrunk = _RATIO.search(message)
+    if shrunk:  # the shrunk counterexample's ratio, not the worst seen while searching
+        ratio = float(shrunk.group(1))
     return InvariantResult(name, device, "fail", ratio, message, reproduction, seconds)
+
+
+_RATIO = re.compile(r"([0-9.]+(?:e[+-]?[0-9]+)?|inf)× the tolerance")
+
+
+def _first_failure(error: BaseException) -> BaseException:
+    """The first of Hypothesis's distinct failures (an ExceptionGroup), preferring one that
+    carries its reproduction."""
+    while isinstance(error, BaseExceptionGroup):
+        parts = list(error.exceptions)
+        error = next((e for e in parts if hasattr(e, "reproduction")), parts[0])
+    return error

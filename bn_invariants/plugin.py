@@ -82,8 +82,14 @@ def _ini_name(option: str) -> str:
 def setting(config, option: str):
     """An option's value: the command line first, then the ini key, else None."""
     value = config.getoption(option, default=None)
-    if value is None:
-        value = config.getini(_ini_name(option)) or None
+    if value is not None:
+        return value
+    ini = _ini_name(option)
+    value = config.getini(ini) or None
+    kind = next(k for o, k, _ in _OPTIONS if o == option)
+    if kind == "string" and value is not None and not isinstance(value, str):
+        raise pytest.UsageError(f"ini key {ini} = {value!r}: should be one string, "
+                                f"e.g. {ini} = \"package.module:Name\"")
     return value
 
 

@@ -36,7 +36,27 @@ def test_the_report_can_be_kept_instead_of_raised():
                               settings=CI, raise_on_failure=False)
     failed = report.failures
     assert [r.invariant for r in failed] == ["zero-bias-gradient"] and failed[0].worst_ratio > 1
+    assert f"{failed[0].worst_ratio:.3g}× the tolerance" in failed[0].message, (
+        "a failure's ratio should be its shrunk counterexample's, as its message says")
     assert report.to_json()["summary"] == {"pass": 1, "fail": 1, "skip": 0}
+
+
+def test_by_default_every_single_process_invariant_is_checked_and_no_distributed_one():
+    from bn_invariants.api import _invariants
+    from bn_invariants.invariants import REGISTRY
+    chosen = _invariants(None, REGISTRY)
+    assert {i.id for i in chosen} == {i.id for i in REGISTRY.values() if i.kind == "single"}
+    distributed = next(i.id for i in REGISTRY.values() if i.kind != "single")
+    with pytest.raises(ValueError, match="is a distributed one"):
+        _invariants([distributed], REGISTRY)
+
+
+def test_several_distinct_failures_keep_a_reproduction():
+    from bn_invariants.api import _first_failure
+    plain, carrying = ValueError("first"), AssertionError("second")
+    carrying.reproduction = "Case(...)"
+    group = ExceptionGroup("Hypothesis found 2 distinct failures", [plain, carrying])
+    assert _first_failure(group) is carrying and _first_failure(plain) is plain
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -95,3 +95,13 @@ def test_a_bad_ini_value_is_one_usage_error(tmp_path):
 def test_a_bad_bn_impl_is_one_usage_error(tmp_path, spec, expected):
     result = _pytest(_project(tmp_path), "-q", f"--bn-impl={spec}")
     assert result.returncode == 4 and expected in result.stderr, result.stderr[-1000:]
+
+
+def test_a_list_where_one_string_is_expected_is_one_usage_error(tmp_path):
+    project = _project(tmp_path)
+    (project / "pytest.ini").unlink()
+    (project / "pyproject.toml").write_text(
+        f'[tool.pytest.ini_options]\nbn_impl = ["{IMPL}", "torch.nn:BatchNorm2d"]\n')
+    result = _pytest(project, "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 4 and "INTERNALERROR" not in result.stderr + result.stdout
+    assert "ini key bn_impl = [" in result.stderr and "should be one string" in result.stderr

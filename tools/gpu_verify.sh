@@ -28,4 +28,6 @@ wait "$self_tests"
 echo "exit $? (124: timed out)" >> "$out/self_tests.log"
 echo "wall time: $(( $(date +%s) - start )) s" | tee -a "$out/verify.log"
 grep -E "^(FAILED|ERROR|XPASS)|passed|failed" "$out/verify.log" | tail -n 40
+# a CUDA fault (docs/gpu.md): the case that met it first, once per worker
+grep -o "since a device fault in [^\"]*" "$out/verify.log" | sort -u | head -n 8
 tail -n 2 "$out/self_tests.log"
