@@ -391,7 +391,7 @@ CUDA_MISALIGNED_HALF = _cuda_entry(
      "is not known, so float16 offset input is left out of every invariant on CUDA and "
      "bfloat16 is still searched. The input is a valid tensor: a clear error or a copy "
      "would do, a crash that kills the process's device is never right."),
-    offset, "offset storage (a misaligned data pointer), every invariant")
+    offset, "offset storage (a misaligned data pointer)")
 CUDA_MISALIGNED_HALF = dataclasses.replace(CUDA_MISALIGNED_HALF, device_fault=True)
 
 CUDA_EXTREME_MAGNITUDES_FLOAT64 = [
