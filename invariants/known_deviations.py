@@ -433,40 +433,33 @@ CUDA_HALF_BACKWARD_NAN = (
     "(HALF_BACKWARD_OVERFLOW), here for contiguous 4-D and 5-D input too; the CUDA kernel "
     "that holds it is not identified. Measured on BatchNorm2d and BatchNorm3d only.")
 
+def _half_informative(shape, layout="contiguous", heavy_tails=False) -> Problem:
+    """A float16 CUDA problem with the informative cotangent, unit or heavy-tailed values."""
+    regime = {"regime": "heavy_tails", "severity": 1.0} if heavy_tails else {}
+    return _on_cuda(Problem(shape=shape, dtype="float16", layout=layout,
+                            cotangent_regime="informative", **regime))
+
+
 CUDA_HALF_BACKWARD = [
     _cuda_entry(invariant_id, (factory,), "float16",
-                Case(_on_cuda(problem), params=params), measured, CUDA_HALF_BACKWARD_NAN,
-                contiguous_or_strided, "contiguous or strided storage")
-    for invariant_id, factory, problem, params, measured in (
-        ("weight-norm-nondecreasing", nn.BatchNorm2d,
-         Problem(shape=(2, 2, 224, 224), dtype="float16", cotangent_regime="informative"),
-         {"steps": 1, "lr": 0.5},
+                Case(problem, params={"steps": 1, "lr": lr}), measured,
+                CUDA_HALF_BACKWARD_NAN, contiguous_or_strided, "contiguous or strided storage")
+    for invariant_id, factory, problem, lr, measured in (
+        ("weight-norm-nondecreasing", nn.BatchNorm2d, _half_informative((2, 2, 224, 224)), 0.5,
          "dl/dW at step 0 is NaN in 4 of 4 elements; sum g (x - mean) = 8.1e4 and 1.8e5"),
-        ("weight-norm-nondecreasing", nn.BatchNorm3d,
-         Problem(shape=(2, 2, 37, 37, 37), dtype="float16", cotangent_regime="informative"),
-         {"steps": 1, "lr": 0.5},
-         "dl/dW at step 0 is NaN in 4 of 4 elements; sum g (x - mean) = 8.1e4 and 1.8e5"),
-        ("no-bias-drift", nn.BatchNorm2d,
-         Problem(shape=(6, 5, 1, 4), dtype="float16", regime="heavy_tails", severity=1.0,
-                 cotangent_regime="informative"),
-         {"steps": 1, "lr": 1.0},
-         "b_1[2] = nan from a finite b_0 (1 of 5 channels); channel 2's sum g (x - mean) "
-         "= -5.8e4 with max|x| = 7.0e3, the other channels' at most 48 in magnitude"),
-        ("no-bias-drift", nn.BatchNorm3d,
-         Problem(shape=(2, 1, 37, 37, 37), dtype="float16", layout="strided",
-                 cotangent_regime="informative"),
-         {"steps": 1, "lr": 1.0},
+        ("weight-norm-nondecreasing", nn.BatchNorm3d, _half_informative((2, 2, 37, 37, 37)),
+         0.5, "dl/dW at step 0 is NaN in 4 of 4 elements; sum g (x - mean) = 8.1e4 and 1.8e5"),
+        ("no-bias-drift", nn.BatchNorm2d, _half_informative((6, 5, 1, 4), heavy_tails=True),
+         1.0, "b_1[2] = nan from a finite b_0 (1 of 5 channels); channel 2's sum g (x - mean) "
+              "= -5.8e4 with max|x| = 7.0e3, the other channels' at most 48 in magnitude"),
+        ("no-bias-drift", nn.BatchNorm3d, _half_informative((2, 1, 37, 37, 37), "strided"), 1.0,
          "b_1[0] = nan from a finite b_0; sum g (x - mean) = 1.7e5 (strided: torch's CPU "
          "fails here too, HALF_BACKWARD_OVERFLOW)"),
         ("variance-held-out-drift", nn.BatchNorm2d,
-         Problem(shape=(5, 22, 1, 2), dtype="float16", regime="heavy_tails", severity=1.0,
-                 cotangent_regime="informative"),
-         {"steps": 1, "lr": 1.0},
+         _half_informative((5, 22, 1, 2), heavy_tails=True), 1.0,
          "dl/da[1] = nan where the float64 value is -2.6e-12 ± 0.69 (1 of 22 channels); "
          "channel 1's sum g (x - mean) = -1.0e5, the other channels' at most 49"),
-        ("variance-held-out-drift", nn.BatchNorm3d,
-         Problem(shape=(2, 2, 37, 37, 37), dtype="float16", cotangent_regime="informative"),
-         {"steps": 1, "lr": 1.0},
+        ("variance-held-out-drift", nn.BatchNorm3d, _half_informative((2, 2, 37, 37, 37)), 1.0,
          "dl/da = nan in 2 of 2 channels where the float64 value is -0.141 ± 1.11e4; "
          "sum g (x - mean) = 2.3e5 and 3.2e5"))]
 
