@@ -31,6 +31,6 @@ def test_invariant(target, data):
 
 @pytest.mark.bn_invariants
 def test_contract(contract):
-    name, subject, message = contract
+    name, subject, _device, message = contract
     if message:
         pytest.fail(f"{name} fails for {subject}: {message}", pytrace=False)

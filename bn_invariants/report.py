@@ -13,7 +13,8 @@ Writes one JSON document when the session ends:
      "summary": {"pass": n, "fail": n, ...}}
 
 ``results`` holds one entry per ``test_invariant`` test (and per
-``test_distributed_invariant`` test of the distributed family): the dtypes are those its
+``test_distributed_invariant`` test of the distributed family, and per contract test:
+``batch-normalisation``, ``construction-contract``, ``output-contract-rank<r>``): the dtypes are those its
 target draws (the subject's probed space, restricted to where the invariant
 applies, less known deviations); a skip says why (unsupported by the subject, no
 applicable input, device absent).  ``coverage`` is what each subject accepts on
@@ -103,11 +104,15 @@ def _entry(nodeid: str, described: dict) -> dict:
 
 def describe_item(item) -> dict | None:
     """invariant, subject, device and dtypes of a test_invariant (or, for the distributed
-    family, test_distributed_invariant) item (None for others)."""
-    if getattr(item, "originalname", None) not in ("test_invariant", "test_distributed_invariant"):
-        return None
+    family, test_distributed_invariant; or a contract's id for test_contract) item (None
+    for others)."""
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec else {}
+    if getattr(item, "originalname", None) == "test_contract" and "contract" in params:
+        contract, subject, device, _ = params["contract"]
+        return {"invariant": contract, "subject": subject, "device": device, "dtypes": {}}
+    if getattr(item, "originalname", None) not in ("test_invariant", "test_distributed_invariant"):
+        return None
     target = params.get("target", params.get("dist_target"))
     if target is not None:
         return {"invariant": target.invariant.id, "subject": target.subject.name,

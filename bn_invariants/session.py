@@ -199,5 +199,5 @@ def _contract_params(config) -> list:
         failures = {"batch-normalisation": verdict, **probed.contract_failures()}
         for contract, message in failures.items():
             ident = safe_id(contract, name, device)
-            params.append(pytest.param((contract, name, message), id=ident))
+            params.append(pytest.param((contract, name, device, message), id=ident))
     return params

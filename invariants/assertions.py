@@ -5,6 +5,7 @@ Every message reads ``what=got, but should be expected [context]``.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 
 import torch
@@ -191,7 +192,24 @@ def assert_true(what: str, condition: bool, got, expected, context: str = "") ->
         raise InvariantViolation(f"{what}={got}, but should be {expected} [{context}]")
 
 
-def assert_identical(what, got, expected, ctx):
-    """``got`` equals ``expected`` element for element (NaN where NaN): tolerance 0."""
+def assert_identical(what, got, expected, ctx, other: str | None = None):
+    """``got`` equals ``expected`` element for element (NaN where NaN): tolerance 0.
+
+    With ``other`` (what ``expected`` is, when both sides are the subject's own outputs),
+    the message names both sides and blames neither: either may be the wrong one."""
     __tracebackhide__ = True
-    assert_close(what, got, expected, 0.0, ctx)
+    if other is None:
+        assert_close(what, got, expected, 0.0, ctx)
+        return
+    try:
+        assert_close(what, got, expected, 0.0, ctx)
+    except InvariantViolation as exc:
+        match = re.match(r"^(?P<at>[^=]+)=(?P<got>\S+), but should be (?P<exp>\S+) ± [^(]*"
+                         r"\(error (?P<err>[^,]+),[^;]*; (?P<count>.*?) out\)", str(exc))
+        if match is None:
+            raise
+        index = match["at"][len(what):]
+        raise InvariantViolation(
+            f"{match['at']}={match['got']} and {other}{index}={match['exp']} differ by "
+            f"{match['err']}, but should be identical ({match['count']} differ) "
+            f"[{ctx}]") from None

@@ -201,7 +201,7 @@ def test_a_printed_reproduction_fails_on_its_own_the_same_way(tmp_path):
     report = tmp_path / "report.json"
     result = run_pytest("bn_invariants/invariant_tests.py", f"--bn-report={report}",
                         "--bn-impl=bn_invariants.zoo.numerics:EpsOutsideSqrtBatchNorm",
-                        "-k", "agrees-with-reference")
+                        "-k", "agrees-with-reference or contract")
     assert result.returncode == 1, result.stdout[-3000:]
     block = result.stdout.split("Reproduce it on its own:\n", 1)[1]
     script = block.split("'violated'\n", 1)[0] + "'violated'\n"
@@ -214,6 +214,92 @@ def test_a_printed_reproduction_fails_on_its_own_the_same_way(tmp_path):
     failure = result.stdout.split("= FAILURES =", 1)[1].split("batch-norm coverage", 1)[0]
     assert "Target(" not in failure and "Case(" not in failure
     import json
-    reasons = [r["reason"] for r in json.loads(report.read_text())["results"]
-               if r["outcome"] == "fail"]
+    results = json.loads(report.read_text())["results"]
+    reasons = [r["reason"] for r in results if r["outcome"] == "fail"]
     assert reasons and "Reproduce it on its own" in reasons[0]
+    contracts = {r["invariant"]: r["outcome"] for r in results if "contract" in r["test"]}
+    assert contracts["batch-normalisation"] == "pass" and contracts["output-contract-rank2"] == "pass"
+
+
+# --- robust harness: exceptions are attributed to whoever raised them -----------------------
+
+def test_a_subject_that_raises_on_some_examples_gets_one_line_and_the_search_goes_on():
+    result = run_pytest("bn_invariants/invariant_tests.py",
+                        "--bn-impl=tests.fixtures.bad_impls:RaisesOnLongBatches",
+                        "-k", "shift-invariance")
+    assert result.returncode == 1, result.stdout[-2000:]
+    lines = [line for line in result.stdout.splitlines()
+             if "raised RuntimeError: kernel limited to 4 samples" in line]
+    assert lines and "the other examples were checked" in lines[0], result.stdout[-2000:]
+    assert "Traceback" not in result.stdout
+
+
+def test_an_exception_in_the_suites_own_code_is_never_the_subjects():
+    from bn_invariants.invariants.blame import raised_by_suite
+    from bn_invariants.invariants.step import build
+    from bn_invariants.strategies import Problem
+
+    def suite_bug():
+        build(None, Problem(shape=(2, 3)))  # the suite passing nonsense: its own bug
+
+    with pytest.raises(AttributeError) as info:
+        suite_bug()
+    assert raised_by_suite(info.value)
+    s = load_subject("tests.fixtures.bad_impls:RaisesOnLongBatches")
+    with pytest.raises(RuntimeError) as info:
+        build(s, Problem(shape=(8, 3, 2, 2)))(torch.zeros(8, 3, 2, 2))
+    assert not raised_by_suite(info.value)
+
+
+# --- tolerances and messages ----------------------------------------------------------------
+
+def test_no_tolerance_is_below_half_an_ulp_of_the_computed_value():
+    from bn_invariants.invariants.assertions import assert_close, half_ulp
+    got = torch.tensor([3.0], dtype=torch.float32)
+    ulp = 2.0 ** -22  # float32 spacing at 3
+    assert float(half_ulp(got)) == ulp / 2
+    assert_close("y", got, torch.tensor([3.0 + 0.4 * ulp], dtype=torch.float64), 1e-12)
+    with pytest.raises(InvariantViolation):
+        assert_close("y", got, torch.tensor([3.0 + 2 * ulp], dtype=torch.float64), 1e-12)
+    with pytest.raises(InvariantViolation):  # an exact check (tolerance 0) stays exact
+        assert_close("y", got, torch.tensor([3.0 + 0.4 * ulp], dtype=torch.float64), 0.0)
+
+
+def test_a_nan_on_the_reference_side_is_said_to_be_the_references():
+    from bn_invariants.invariants.assertions import assert_close
+    with pytest.raises(InvariantViolation, match="the expected side \\(the reference\\) is NaN"):
+        assert_close("BN(x)", torch.tensor([1.0]), torch.tensor([float("nan")]), 1e-6)
+
+
+# --- summaries: declined options, suggested flags -------------------------------------------
+
+@pytest.mark.parametrize("flags, code, line", [
+    ((), 1, "suggestion: --bn-running-var=biased"),
+    (("--bn-running-var=biased",), 0, "declines momentum=None (NotImplementedError"),
+])
+def test_a_convention_is_suggested_and_then_declared(flags, code, line):
+    result = run_pytest(f"--bn-impl={WILD}.teaching:CourseBatchNorm", *flags,
+                        "-k", "running-stats-update or running-stats-cumulative")
+    assert result.returncode == code, result.stdout[-3000:]
+    assert line in result.stdout, result.stdout[-3000:]
+    assert "declines what every case of running-stats-cumulative needs" in result.stdout
+
+
+def test_a_frozen_batch_norm_passes_declared_and_gets_the_flag_suggested_otherwise():
+    declared = run_pytest(f"--bn-impl={WILD}.frozen:frozen_batch_norm", "--bn-frozen",
+                          "-k", "eval or output-moments")
+    assert declared.returncode == 0, declared.stdout[-3000:]
+    assert "does not apply to an eval-only batch norm (--bn-frozen)" in declared.stdout
+    undeclared = run_pytest(f"--bn-impl={WILD}.frozen:frozen_batch_norm",
+                            "-k", "eval or output-moments")
+    assert undeclared.returncode == 1, undeclared.stdout[-3000:]
+    assert "suggestion: --bn-frozen" in undeclared.stdout
+
+
+def test_an_identity_between_two_outputs_blames_neither_side():
+    from bn_invariants.invariants.assertions import assert_identical
+    with pytest.raises(InvariantViolation) as info:
+        assert_identical("BN(2 x; eps)", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]),
+                         "ctx", other="BN(x; eps/4)")
+    assert str(info.value).startswith("BN(2 x; eps)[1]=2.0 and BN(x; eps/4)[1]=2.5 differ")
+    assert "should be identical" in str(info.value)

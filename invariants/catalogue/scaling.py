@@ -100,7 +100,8 @@ def check_power_of_two(subject, case):
     assert_identical(f"BN({a:g} x; eps)", y_scaled, expected.detach(),
                      f"{context(subject, p)}; x = values * 2^{j}, "
                      f"compared with {'-' if sign < 0 and weight is None else ''}BN(x; eps/{a ** 2:g})"
-                     f"{' with -gamma' if sign < 0 and weight is not None else ''}")
+                     f"{' with -gamma' if sign < 0 and weight is not None else ''}",
+                     other=f"{'-' if sign < 0 and weight is None else ''}BN(x; eps/{a ** 2:g})")
 
 
 SCALE_POWER_OF_TWO = register(Invariant(
