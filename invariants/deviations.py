@@ -38,10 +38,17 @@ class KnownDeviation:
     Outside it the property test still runs, so the deviation is as narrow as its cause."""
     region_text: str = ""
     """The region in words, for the catalogue ("strided or channels-last storage")."""
+    device_fault: bool = False
+    """A crash of the device (a sticky fault such as CUDA's misaligned address), not a wrong
+    value: every invariant that runs the subject on this device would meet it, and one
+    fault poisons the process's device context.  So its region is left out of the search
+    of every invariant (not only ``invariant``, the one it was measured in), and its
+    replay runs in a fresh process."""
 
     def covers(self, invariant_id: str, subject, device: str) -> bool:
         """Whether this deviation concerns ``invariant_id`` for ``subject`` on ``device``."""
-        return (invariant_id == self.invariant.id and device == self.device
+        return ((self.device_fault or invariant_id == self.invariant.id)
+                and device == self.device
                 and subject.factory in self.factories)
 
     def contains(self, problem) -> bool:

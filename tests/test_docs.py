@@ -127,3 +127,21 @@ def test_kill_matrix_page_and_figure_are_fresh():
     assert got == expected, (f"kill_matrix.png data digest={got}, but should be {expected}, "
                              f"the digest of the current data [run `python3 -m tools.plots "
                              f"--only kill_matrix` and commit the figure]")
+
+
+def test_a_recorded_cuda_failure_reads_as_a_known_deviation_and_a_poisoned_one_as_unchecked():
+    from bn_invariants.invariants.known_deviations import DEVIATIONS
+    kind = gen_docs.cuda_failure_kind
+    assert kind("weight-norm-nondecreasing", "torch.nn.BatchNorm2d", "dl/dW=nan", DEVIATIONS) \
+        == "recorded"
+    assert kind("weight-norm-nondecreasing", "torch.nn.BatchNorm1d", "dl/dW=nan", DEVIATIONS) \
+        == "fail", "BatchNorm1d's failure was not measured on CUDA: it must still read 'fail'"
+    assert kind("shift-invariance", "torch.nn.BatchNorm2d",
+                "runner.DevicePoisoned: not checked on cuda", DEVIATIONS) == "not checked"
+    rows = {"weight-norm-nondecreasing": [("torch.nn.BatchNorm2d", "fail", "dl/dW=nan")],
+            "shift-invariance": [("torch.nn.BatchNorm1d", "fail", "BN(x)=1, but should be 0")]}
+    cuda = ("a GPU", rows)
+    assert gen_docs.cuda_status("weight-norm-nondecreasing", DEVIATIONS, cuda) == "known deviation"
+    assert gen_docs.cuda_status("shift-invariance", DEVIATIONS, cuda) == "fail"
+    assert gen_docs.failure_summary("  | first\n  | second\nReproduce it:\nimport torch") \
+        == "first second"

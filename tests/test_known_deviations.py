@@ -5,6 +5,9 @@ and the entry must go.  On another torch version the replay is a non-strict xfai
 reason says "recorded for torch X, not verified on torch Y": XFAIL (still there) and XPASS
 (gone) are both reported, neither fails the run.
 """
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -48,7 +51,50 @@ CASES = [
 
 @pytest.mark.parametrize("deviation, subject", CASES)
 def test_known_deviation(deviation, subject):
-    check_case(deviation.invariant, subject, deviation.counterexample)
+    if deviation.device_fault:
+        replay_in_fresh_process(deviation, subject)
+    else:
+        check_case(deviation.invariant, subject, deviation.counterexample)
+
+
+FAULT_REPLAY_TIMEOUT_S = 120
+"""How long a device-fault replay may take in its own process (start-up included)."""
+
+FAULT_REPLAY = """
+import sys
+from bn_invariants.invariants import BUILTIN_SUBJECTS, REGISTRY, Case
+from bn_invariants.invariants.assertions import is_device_fault
+from bn_invariants.invariants.runner import check_case
+from bn_invariants.strategies import BNOptions, Problem
+import torch
+try:
+    subject = next(s for s in BUILTIN_SUBJECTS if s.name == sys.argv[2])
+    check_case(REGISTRY[sys.argv[1]], subject, eval(sys.argv[3]))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # a kernel's fault surfaces here
+except Exception as exc:
+    if is_device_fault(exc):
+        print("DEVICE FAULT:", str(exc).splitlines()[0])
+        sys.exit(3)
+    raise
+"""
+
+
+def replay_in_fresh_process(deviation, subject) -> None:
+    """Replay a device-fault deviation in a fresh Python process (a fault would poison this
+    one's device context): InvariantViolation when it faults there, AssertionError when it
+    fails in any other way or outlives FAULT_REPLAY_TIMEOUT_S, nothing when it passes."""
+    args = [sys.executable, "-c", FAULT_REPLAY, deviation.invariant.id, subject.name,
+            repr(deviation.counterexample)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True,
+                              timeout=FAULT_REPLAY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"replay of {deviation.invariant.id} on {subject.name} ran past "
+                             f"{FAULT_REPLAY_TIMEOUT_S} s") from None
+    if done.returncode == 3:
+        raise InvariantViolation(f"{subject.name}: {done.stdout.strip()}")
+    assert done.returncode == 0, f"replay failed otherwise:\n{done.stdout}{done.stderr[-2000:]}"
 
 
 REGIONAL = [dev for dev in DEVIATIONS if dev.region is not None]
@@ -104,3 +150,25 @@ def test_cuda_replays_run_only_where_cuda_is():
             assert not skips, param.id
         else:
             assert skips and "cuda is not available" in skips[0].kwargs["reason"], param.id
+
+
+def test_a_device_fault_replay_runs_in_a_fresh_process_and_fails_only_on_a_fault():
+    import dataclasses
+
+    from bn_invariants.invariants.known_deviations import CUDA_MISALIGNED_HALF
+    subject = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.BatchNorm1d")
+    on_cpu = dataclasses.replace(CUDA_MISALIGNED_HALF, counterexample=dataclasses.replace(
+        CUDA_MISALIGNED_HALF.counterexample, problem=dataclasses.replace(
+            CUDA_MISALIGNED_HALF.counterexample.problem, device="cpu")))
+    replay_in_fresh_process(on_cpu, subject)  # no fault on the CPU: it passes, nothing raised
+    assert CUDA_MISALIGNED_HALF.device_fault
+    assert [p.values[0] for p in CASES if p.values[0].device_fault]
+
+
+def test_a_device_fault_region_is_left_out_of_every_invariant_on_its_device_only():
+    from bn_invariants.invariants.known_deviations import (CUDA_MISALIGNED_HALF,
+                                                          regional_deviations)
+    subject = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.BatchNorm2d")
+    for invariant_id in REGISTRY:
+        assert CUDA_MISALIGNED_HALF in regional_deviations(invariant_id, subject, "cuda")
+        assert CUDA_MISALIGNED_HALF not in regional_deviations(invariant_id, subject, "cpu")

@@ -124,6 +124,56 @@ def deviations_of(invariant_id: str, device: str, deviations) -> list:
     return sorted(found, key=lambda d: (d.dtypes, repr(d.counterexample)))
 
 
+def device_faults_elsewhere(invariant_id: str, deviations) -> list:
+    """The device-fault deviations measured in another invariant: their region is left out
+    of this one's search too (a crash of the kernel, whichever invariant runs it)."""
+    return [d for d in deviations if d.device_fault and d.invariant.id != invariant_id]
+
+
+POISONED = "DevicePoisoned"
+"""How a recorded failure reads when its case was never checked (runner.DevicePoisoned)."""
+
+
+def cuda_failure_kind(invariant_id: str, subject_name: str, reason: str, deviations) -> str:
+    """What a failure of the recorded CUDA run is now: 'not checked' (its worker's device
+    was poisoned by an earlier fault), 'recorded' (a CUDA known deviation now covers that
+    invariant and subject: it was measured, and is replayed as a strict xfail) or 'fail'."""
+    from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
+    if POISONED in reason:
+        return "not checked"
+    subject = next((s for s in BUILTIN_SUBJECTS if s.name == subject_name), None)
+    # a device fault's deviation covers every invariant's search, but records one failure
+    if subject is not None and any(d.covers(invariant_id, subject, "cuda") and (
+            not d.device_fault or d.invariant.id == invariant_id) for d in deviations):
+        return "recorded"
+    return "fail"
+
+
+STOP_WORDS = ("Reproduce", "Replay", "Traceback", "Falsifying", "Failing test case")
+"""Where a recorded failure's message turns from what failed to how to reproduce it."""
+
+
+def failure_summary(message: str, lines: int = 2) -> str:
+    """The first ``lines`` lines of a recorded failure, on one line: what failed and the
+    worst element, without the reproduction script or the exception group's frame."""
+    kept = []
+    for line in message.splitlines():
+        line = line.strip(" |+-\t")
+        if line.startswith(STOP_WORDS):
+            break
+        if line:
+            kept.append(line)
+    return " ".join(kept[:lines]) or "(no message recorded)"
+
+
+FAILURE_NOTES = {
+    "not checked": " *(not checked: an earlier device fault poisoned that worker's CUDA "
+                   "context)*",
+    "recorded": " *(recorded since as a known deviation, above)*",
+    "fail": "",
+}
+
+
 def factory_names(deviation) -> str:
     """The torch factories a deviation names, comma-separated."""
     return ", ".join(sorted(f"{f.__module__}.{f.__qualname__}" for f in deviation.factories))
@@ -152,9 +202,11 @@ def cuda_status(invariant_id: str, deviations, cuda) -> str:
     if not rows:
         return "not in the recorded CUDA run"
     outcomes = {outcome for _, outcome, _ in rows}
-    if outcomes & {"fail", "xpass"}:
+    kinds = {cuda_failure_kind(invariant_id, subject, reason, deviations)
+             for subject, outcome, reason in rows if outcome == "fail"}
+    if "xpass" in outcomes or "fail" in kinds:
         return "fail"
-    if deviations_of(invariant_id, "cuda", deviations) or "xfail" in outcomes:
+    if deviations_of(invariant_id, "cuda", deviations) or "xfail" in outcomes or kinds:
         return "known deviation"
     if "pass" in outcomes:
         return "pass"
@@ -276,11 +328,19 @@ def invariant_section(invariant, deviations, caught, cuda) -> list[str]:
         lines += ["Known deviations of torch (replayed as strict xfails by "
                   "`tests/test_known_deviations.py`):", ""]
         lines += deviation_lines(known)
+    for fault in device_faults_elsewhere(invariant.id, deviations):
+        lines += [f"On {DEVICE_NAMES.get(fault.device, fault.device)}, {where([fault])} "
+                  f"is left out of the search: torch crashes on it (a device fault, see "
+                  f"[{fault.invariant.id}]({slug(fault.invariant.family)}.md#"
+                  f"{fault.invariant.id})).", ""]
     if cuda is not None:
-        failed = [(s, m) for s, o, m in cuda[1].get(invariant.id, []) if o in ("fail", "xpass")]
+        failed = [(s, o, m) for s, o, m in cuda[1].get(invariant.id, [])
+                  if o in ("fail", "xpass")]
         if failed:
             lines += [f"Failures in the recorded CUDA run ({prose(cuda[0])}):", ""]
-            lines += [f"- `{subject}`: {prose(message)}" for subject, message in failed]
+            lines += [f"- `{subject}`: {prose(failure_summary(message))}" + (FAILURE_NOTES[cuda_failure_kind(
+                invariant.id, subject, message, deviations)] if outcome == "fail" else "")
+                for subject, outcome, message in failed]
             lines.append("")
     return lines
 

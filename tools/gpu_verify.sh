@@ -11,6 +11,7 @@ timeout -k 10 150 python3 -m pytest -q -rfEx -p no:cacheprovider -n 3 \
   tests/test_json_report.py::test_report_records_each_invariant_test \
   tests/test_api_cli.py::test_cli_exit_codes_table_and_json \
   tests/test_plugin.py::test_the_projects_strategies_module_is_not_shadowed \
+  tests/test_known_deviations.py::test_a_device_fault_replay_runs_in_a_fresh_process_and_fails_only_on_a_fault \
   tests/test_device_faults.py > "$out/self_tests.log" 2>&1 &
 self_tests=$!
 timeout -k 10 170 python3 -m pytest --hypothesis-profile=ci -q -rfEx -p no:cacheprovider -n 8 \
