@@ -14,7 +14,12 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "guard smoke: FAILED: $*" >&2; exit 1; }
 
 step "1. build the wheel"
-python3 -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/dist" "$repo" 2>&1 | grep -v WARNING || true
+# from a clean copy of the source: a build/ folder left by an earlier build would put
+# modules that no longer exist into the wheel
+mkdir -p "$work/src"
+(cd "$repo" && tar --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+  --exclude=__pycache__ -cf - .) | tar -xf - -C "$work/src"
+python3 -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/dist" "$work/src" 2>&1 | grep -v WARNING || true
 wheel=$(ls "$work"/dist/bn_invariants-*.whl)
 echo "$wheel"
 
@@ -103,7 +108,17 @@ rc=$?
 set -e
 [ "$rc" = 1 ] || { tail -n 40 "$work/plugin_bad.log"; fail "plugin on DetachedBN should exit 1, got $rc"; }
 grep -q "dl/db\[0\]=" "$work/plugin_bad.log" || fail "no dl/db counterexample in the plugin's output"
-grep -q "reproduce: Case(" "$work/plugin_bad.log" || fail "no reproduction in the plugin's output"
+# the printed replay, pasted as a user would, must fail the same way
+grep -A3 -m1 "^Replay the check of this case:" "$work/plugin_bad.log" | tail -n 3 | sed 's/^  //' \
+  > "$work/replay.py"
+grep -q "check_case(REGISTRY\['zero-bias-gradient'\]" "$work/replay.py" \
+  || { cat "$work/replay.py"; fail "no replay of zero-bias-gradient in the plugin's output"; }
+if "$py" "$work/replay.py" > "$work/replay.log" 2>&1; then
+  cat "$work/replay.py"; fail "the printed replay ran without the violation"
+fi
+grep -q "InvariantViolation: dl/db\[0\]=" "$work/replay.log" \
+  || { tail -n 20 "$work/replay.log"; fail "the printed replay failed otherwise than the test"; }
+echo "the printed replay, run on its own, fails the same way: $(grep -m1 -o 'dl/db\[0\]=[^,]*' "$work/replay.log")"
 grep -m1 "dl/db\[0\]=" "$work/plugin_bad.log"
 
 step "6. the Python API and the command line say the same"
