@@ -330,35 +330,64 @@ CUDA_HALF_STATISTICS = [
          "same torch.nn.functional.batch_norm)"),
         (RANK_FAMILIES[1], (2, 1, 1, 1), "offset", 3,
          "BN(x)[1, 0, 0, 0] = 0.94922 where fl16(gamma x̂ + beta) = 0.94482 ± 0.000985 "
-         "(error 0.00439 = 9 ulps, 4.46x; --bn-impl=torch.nn:BatchNorm2d run)"))]
+         "(error 0.00439 = 9 ulps, 4.46x; --bn-impl=torch.nn:BatchNorm2d run)"),
+        (RANK_FAMILIES[2], (2, 6, 1, 1, 1), "unit", 0,
+         "BN(x)[1, 2, 0, 0, 0] = 0.010017 where fl16(gamma x̂ + beta) = 0.010246 ± 1.67e-05 "
+         "(error 0.000229 = 30 ulps, 13.7x; third CUDA run); 0.01001739501953125 is "
+         "(x - fl16(mean)) (1/s) gamma + beta in float32 rounded once, bit for bit, with "
+         "mean = -1.4494629 and fl16(mean) = -1.4492188 (checked on the CPU)"))]
 
 CUDA_MIXED_HALF_MEAN = [
-    _cuda_entry("mixed-precision", (nn.BatchNorm2d,), "float16",
-                Case(_on_cuda(Problem(shape=(2, 1, 1, 1), dtype="float16", layout="strided",
-                                      options=BNOptions(affine=False)))),
+    _cuda_entry("mixed-precision", factories, "float16", Case(_on_cuda(problem)),
                 ("running_mean = 0.062402345 = 0.1 fl16(mean) where 0.1 mean = 0.062377930 "
-                 "± 1.25e-07 (error 2.44e-05, 195x): float32 buffers, one step from (0, 1)"),
-                CUDA_HALF_MEAN_ROUNDED, strided, "strided storage")]
+                 f"± 1.25e-07 (error 2.44e-05, 195x): float32 buffers, one step from (0, 1){run}"),
+                CUDA_HALF_MEAN_ROUNDED, strided, "strided storage")
+    for factories, problem, run in (
+        ((nn.BatchNorm2d,), Problem(shape=(2, 1, 1, 1), dtype="float16", layout="strided",
+                                    options=BNOptions(affine=False)), ""),
+        # The third CUDA run: the same values (1.541, -0.2935) on BatchNorm1d, functional
+        # and BatchNorm3d; f32(0.1 fl16(mean)) = 0.06240234524011612 checked on the CPU.
+        (RANK_FAMILIES[0], Problem(shape=(2, 1), dtype="float16", layout="strided",
+                                   cotangent_regime="informative"),
+         " (third CUDA run: BatchNorm1d and functional both measured)"),
+        ((nn.BatchNorm3d,), Problem(shape=(2, 1, 1, 1, 1), dtype="float16", layout="strided",
+                                    options=BNOptions(eps=0.001, affine=False),
+                                    cotangent_regime="informative"),
+         " (third CUDA run)"))]
 
 
 # ---- bfloat16 dl/dbeta from bfloat16 partial sums (CUDA, mixed precision) ------------
 
+CUDA_BFLOAT16_BIAS_SUMS = (
+    "torch's CUDA backward, given contiguous bfloat16 input with float32 "
+    "parameters, sums dl/dbeta = sum g from partial sums held in bfloat16 "
+    "(the measured value is two interleaved partial sums, each rounded to "
+    "bfloat16, added in float32: the pattern of a packed two-lane bfloat16 "
+    "accumulation; which kernel, torch's or cuDNN's, is not identified). It "
+    "is a float32 gradient of a float32 parameter: an error of u_bf16 per "
+    "partial sum (2^-9 relative) where a float32 sum is off by at most "
+    "u_32 k(n) sum|g|. Measured on BatchNorm1d (functional calls the same "
+    "torch.nn.functional.batch_norm) and BatchNorm2d; BatchNorm3d is not measured.")
+
 CUDA_BFLOAT16_BIAS_GRADIENT = [
-    _cuda_entry("mixed-precision", RANK_FAMILIES[0], "bfloat16",
-                Case(_on_cuda(Problem(shape=(1, 1, 4), dtype="bfloat16"))),
-                ("dl/dbeta = -1.357421875 where sum g = -1.3544921875 ± 2.55e-06 (error "
-                 "2.93e-3, 1150x); the value is fl32(fl_bf16(g1 + g3) + (g0 + g2)) exactly, "
-                 "g the four bfloat16 cotangents (measured on BatchNorm1d; functional calls "
-                 "the same torch.nn.functional.batch_norm)"),
-                ("torch's CUDA backward, given contiguous bfloat16 input with float32 "
-                 "parameters, sums dl/dbeta = sum g from partial sums held in bfloat16 "
-                 "(the measured value is two interleaved partial sums, each rounded to "
-                 "bfloat16, added in float32: the pattern of a packed two-lane bfloat16 "
-                 "accumulation; which kernel, torch's or cuDNN's, is not identified). It "
-                 "is a float32 gradient of a float32 parameter: an error of u_bf16 per "
-                 "partial sum (2^-9 relative) where a float32 sum is off by at most "
-                 "u_32 k(n) sum|g|."),
-                contiguous, "contiguous storage")]
+    _cuda_entry("mixed-precision", factories, "bfloat16", Case(_on_cuda(problem)), measured,
+                CUDA_BFLOAT16_BIAS_SUMS, contiguous, "contiguous storage")
+    for factories, problem, measured in (
+        (RANK_FAMILIES[0], Problem(shape=(1, 1, 4), dtype="bfloat16"),
+         "dl/dbeta = -1.357421875 where sum g = -1.3544921875 ± 2.55e-06 (error "
+         "2.93e-3, 1150x); the value is fl32(fl_bf16(g1 + g3) + (g0 + g2)) exactly, "
+         "g the four bfloat16 cotangents (measured on BatchNorm1d; functional calls "
+         "the same torch.nn.functional.batch_norm)"),
+        # The third CUDA run: BatchNorm3d's mixed-precision search stopped at its float16
+        # strided running_mean (CUDA_MIXED_HALF_MEAN), so its bfloat16 dl/dbeta is unknown.
+        ((nn.BatchNorm2d,), Problem(shape=(2, 2, 1, 2), dtype="bfloat16",
+                                    cotangent_regime="informative"),
+         "dl/dbeta[1] = -1.41796875 where sum g = -1.416015625 ± 5.35e-06 (error "
+         "1.95e-3, 365x; third CUDA run); the value is fl32(fl_bf16(g0 + g2) + (g1 + g3)) "
+         "exactly, g channel 1's four bfloat16 cotangents in (n, w) order, g0 and g2 the "
+         "two batch elements at w = 0 (fl32(fl_bf16(g2 + g3) + (g0 + g1)) gives the same "
+         "value: the pairing is not singled out; checked on the CPU); channel 0 (sum "
+         "10.67) is within tolerance"))]
 
 # ---- second CUDA run (2026-11-30, same machine and torch: docs/gpu.md) ----------------
 
@@ -463,10 +492,58 @@ CUDA_HALF_BACKWARD = [
          "dl/da = nan in 2 of 2 channels where the float64 value is -0.141 ± 1.11e4; "
          "sum g (x - mean) = 2.3e5 and 3.2e5"))]
 
+# ---- third CUDA run (2026-11-30, same machine and torch: tools/gpu_verify.sh) ----------
+
+CUDA_EXTREME_MAGNITUDES_BFLOAT16 = [
+    _cuda_entry("extreme-magnitudes", factories, "bfloat16",
+                dataclasses.replace(case, problem=_on_cuda(case.problem)),
+                (f"BN(x) = 1.5078125 = beta for both elements where gamma x̂ + beta = 2.0508 "
+                 f"± 0.046 (error 0.543, 11.8x): max|x| = 2^64, n max|x|^2 = 2^129 (rank "
+                 f"{rank}; beta, not NaN, on 2-D input too)"),
+                ("torch's CUDA batch norm accumulates bfloat16 input's statistics in float32, "
+                 "without scaling, so the float32 square of the float32 entries (above) "
+                 "overflows for bfloat16 input too, whose range reaches 2^127: at max|x| = "
+                 "2^64 the variance is inf, 1/s = 0 and the output is silently beta, on "
+                 "every rank (on 2-D input too, where float32 input gives NaN). That the "
+                 "overflow is the same Welford merge's is inferred from the float32 entries, "
+                 "not traced; which kernel runs each rank is not identified. No error is "
+                 "raised."))
+    for rank, factories in zip((2, 4, 5), RANK_FAMILIES)
+    for case in (_overflow_case("bfloat16", rank, 0.75),)]
+
+
+def magnitude_regime(problem) -> bool:
+    """Values of the magnitude regime (the whole tensor scaled by a power of two)."""
+    return problem.regime == "magnitude"
+
+
+CUDA_SHIFTED_MEAN_NAN = _cuda_entry(
+    "shift-invariance", RANK_FAMILIES[0], "float32",
+    Case(_on_cuda(Problem(shape=(2, 6), dtype="float32", regime="magnitude", severity=1.0,
+                          seed=1, cotangent_regime="informative")),
+         params={"shift": 0.25, "exact": False}),
+    ("BN(x + b)[0, 0] = nan (both elements of channel 0) where BN(x) = 1.1673 ± 2.78e-05: "
+     "channel 0 of fl32(x + b) is -2.18e19 and -2.44e19 (max|x + b| = 2^64.4), its mean "
+     "-2.31e19 and variance 1.65e36 are finite in float32 (max 3.4e38), mean^2 = 5.3e38 "
+     "is not; the other five channels (max|x + b| <= 2^63.1) and BN(x) (channel 0 "
+     "1.49e18, -1.08e18) are within tolerance (measured on functional; BatchNorm1d calls "
+     "the same torch.nn.functional.batch_norm, its search did not reach this case)"),
+    ("torch's CUDA batch norm returns NaN for a float32 channel whose statistics are "
+     "finite and in range once its mean passes about 2^64, where mean^2 passes the float32 "
+     "maximum. Inferred, not traced: the Welford merge with an empty partial of the "
+     "float32 extreme-magnitudes entries (above), whose (mean_a - mean_b)^2 with an empty "
+     "mean_a = 0 is mean^2 = inf, times a count of 0: NaN. A per-channel shift reaches such "
+     "a mean from a well-scaled spread: BN(x + b) must equal BN(x), which is finite and "
+     "correct. No error is raised."),
+    magnitude_regime, "the magnitude regime (values scaled up to about 2^60 in float32, "
+                      "which a shift can carry past 2^64)")
+
+
 CUDA_DEVIATIONS = (*CUDA_EXTREME_MAGNITUDES, *CUDA_HALF_STATISTICS, *CUDA_MIXED_HALF_MEAN,
                    *CUDA_BFLOAT16_BIAS_GRADIENT, CUDA_MISALIGNED_HALF,
                    *CUDA_EXTREME_MAGNITUDES_FLOAT64, *CUDA_HALF_CHANNELS_LAST,
-                   *CUDA_HALF_BACKWARD)
+                   *CUDA_HALF_BACKWARD, *CUDA_EXTREME_MAGNITUDES_BFLOAT16,
+                   CUDA_SHIFTED_MEAN_NAN)
 """torch's deviations on CUDA (device="cuda"), replayed only where CUDA is present."""
 
 
