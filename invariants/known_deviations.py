@@ -501,9 +501,9 @@ CUDA_EXTREME_MAGNITUDES_BFLOAT16 = [
                  f"± 0.046 (error 0.543, 11.8x): max|x| = 2^64, n max|x|^2 = 2^129 (rank "
                  f"{rank}; beta, not NaN, on 2-D input too)"),
                 ("torch's CUDA batch norm accumulates bfloat16 input's statistics in float32, "
-                 "without scaling, so the float32 square of the float32 entries (above) "
-                 "overflows for bfloat16 input too, whose range reaches 2^127: at max|x| = "
-                 "2^64 the variance is inf, 1/s = 0 and the output is silently beta, on "
+                 "without scaling, so the float32 square of its float32 extreme-magnitudes "
+                 "entries overflows for bfloat16 input too, whose range reaches 2^127: at "
+                 "max|x| = 2^64 the variance is inf, 1/s = 0 and the output is silently beta, on "
                  "every rank (on 2-D input too, where float32 input gives NaN). That the "
                  "overflow is the same Welford merge's is inferred from the float32 entries, "
                  "not traced; which kernel runs each rank is not identified. No error is "
@@ -530,8 +530,8 @@ CUDA_SHIFTED_MEAN_NAN = _cuda_entry(
      "the same torch.nn.functional.batch_norm, its search did not reach this case)"),
     ("torch's CUDA batch norm returns NaN for a float32 channel whose statistics are "
      "finite and in range once its mean passes about 2^64, where mean^2 passes the float32 "
-     "maximum. Inferred, not traced: the Welford merge with an empty partial of the "
-     "float32 extreme-magnitudes entries (above), whose (mean_a - mean_b)^2 with an empty "
+     "maximum. Inferred, not traced: the Welford merge with an empty partial of its "
+     "float32 extreme-magnitudes deviation (degenerate inputs), whose (mean_a - mean_b)^2 with an empty "
      "mean_a = 0 is mean^2 = inf, times a count of 0: NaN. A per-channel shift reaches such "
      "a mean from a well-scaled spread: BN(x + b) must equal BN(x), which is finite and "
      "correct. No error is raised."),
