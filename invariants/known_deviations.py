@@ -531,9 +531,9 @@ CUDA_SHIFTED_MEAN_NAN = _cuda_entry(
     ("torch's CUDA batch norm returns NaN for a float32 channel whose statistics are "
      "finite and in range once its mean passes about 2^64, where mean^2 passes the float32 "
      "maximum. Inferred, not traced: the Welford merge with an empty partial of its "
-     "float32 extreme-magnitudes deviation (degenerate inputs), whose (mean_a - mean_b)^2 with an empty "
-     "mean_a = 0 is mean^2 = inf, times a count of 0: NaN. A per-channel shift reaches such "
-     "a mean from a well-scaled spread: BN(x + b) must equal BN(x), which is finite and "
+     "float32 extreme-magnitudes deviation (degenerate inputs), whose (mean_a - mean_b)^2 "
+     "with an empty mean_a = 0 is mean^2 = inf, times a count of 0: NaN. A per-channel "
+     "shift reaches such a mean from a well-scaled spread: BN(x + b) must equal BN(x), which is finite and "
      "correct. No error is raised."),
     magnitude_regime, "the magnitude regime (values scaled up to about 2^60 in float32, "
                       "which a shift can carry past 2^64)")

@@ -95,7 +95,7 @@ def test_kill_matrix_and_gpu_run_are_read(tmp_path):
         {"invariant": "zero-bias-gradient", "subject": "s", "device": "cuda",
          "outcome": "fail", "reason": "dl/db=1, but should be 0"},
         {"invariant": "zero-bias-gradient", "subject": "s", "device": "cpu", "outcome": "pass"},
-        {"invariant": "shift-invariance", "subject": "s", "device": "cuda", "outcome": "pass"}]}))
+        {"invariant": "output-moments", "subject": "s", "device": "cuda", "outcome": "pass"}]}))
     pages = gen_docs.render(tmp_path)
     backward = pages[f"{gen_docs.CATALOGUE}/backward.md"]
     section = backward[backward.index("{#zero-bias-gradient}"):]
@@ -105,8 +105,10 @@ def test_kill_matrix_and_gpu_run_are_read(tmp_path):
     assert "| torch, CUDA | fail |" in section and "dl/db=1, but should be 0" in section, (
         "CUDA status=not fail, but should be 'fail' with the recorded message")
     index = pages[f"{gen_docs.CATALOGUE}/index.md"]
-    shift_row = next(line for line in index.splitlines() if "#shift-invariance)" in line)
-    assert shift_row.endswith("| pass |"), f"CUDA status of shift-invariance={shift_row!r}, but should be pass"
+    # output-moments: an invariant with no CUDA known deviation (shift-invariance has one since
+    # the third CUDA run), so a recorded pass reads pass
+    moments_row = next(line for line in index.splitlines() if "#output-moments)" in line)
+    assert moments_row.endswith("| pass |"), f"CUDA status of output-moments={moments_row!r}, but should be pass"
     assert gen_docs.NO_KILL_MATRIX not in backward, "kill matrix present, but page says absent"
 
 
@@ -139,9 +141,9 @@ def test_a_recorded_cuda_failure_reads_as_a_known_deviation_and_a_poisoned_one_a
     assert kind("shift-invariance", "torch.nn.BatchNorm2d",
                 "runner.DevicePoisoned: not checked on cuda", DEVIATIONS) == "not checked"
     rows = {"weight-norm-nondecreasing": [("torch.nn.BatchNorm2d", "fail", "dl/dW=nan")],
-            "shift-invariance": [("torch.nn.BatchNorm1d", "fail", "BN(x)=1, but should be 0")]}
+            "output-moments": [("torch.nn.BatchNorm1d", "fail", "BN(x)=1, but should be 0")]}
     cuda = ("a GPU", rows)
     assert gen_docs.cuda_status("weight-norm-nondecreasing", DEVIATIONS, cuda) == "known deviation"
-    assert gen_docs.cuda_status("shift-invariance", DEVIATIONS, cuda) == "fail"
+    assert gen_docs.cuda_status("output-moments", DEVIATIONS, cuda) == "fail"
     assert gen_docs.failure_summary("  | first\n  | second\nReproduce it:\nimport torch") \
         == "first second"
