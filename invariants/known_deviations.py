@@ -533,8 +533,8 @@ CUDA_SHIFTED_MEAN_NAN = _cuda_entry(
      "maximum. Inferred, not traced: the Welford merge with an empty partial of its "
      "float32 extreme-magnitudes deviation (degenerate inputs), whose (mean_a - mean_b)^2 "
      "with an empty mean_a = 0 is mean^2 = inf, times a count of 0: NaN. A per-channel "
-     "shift reaches such a mean from a well-scaled spread: BN(x + b) must equal BN(x), which is finite and "
-     "correct. No error is raised."),
+     "shift reaches such a mean from a well-scaled spread: BN(x + b) must equal BN(x), "
+     "which is finite and correct. No error is raised."),
     magnitude_regime, "the magnitude regime (values scaled up to about 2^60 in float32, "
                       "which a shift can carry past 2^64)")
 
