@@ -107,7 +107,13 @@ def is_distributed_active(config) -> bool:
                 or (setting(config, "--bn-builtin") and not setting(config, "--bn-impl")))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    if is_active(config) or is_distributed_active(config):
+        # before Hypothesis's own plugin loads --hypothesis-profile: the suite's profiles
+        # (dev, ci, ci-seeded, thorough) exist only in runs that check batch norms
+        from bn_invariants.strategies.profiles import register_profiles
+        register_profiles()
     config.addinivalue_line("markers", "bn_invariants: an invariant test added by the "
                                        "bn_invariants plugin (select with -m bn_invariants)")
     if is_active(config):
