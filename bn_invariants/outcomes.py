@@ -115,7 +115,7 @@ def short_block(target, violation, script: str = "") -> str:
                   "  from bn_invariants.invariants import *; from bn_invariants.strategies import *",
                   "  from bn_invariants.invariants.runner import check_case",
                   f"  check_case(REGISTRY[{target.invariant.id!r}], "
-                  f"load_subject({str(target.subject)!r}), {compact(violation.reproduction)})"]
+                  f"load_subject({target.subject.spec!r}), {compact(violation.reproduction)})"]
     return "\n".join(lines)
 
 

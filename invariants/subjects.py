@@ -52,6 +52,13 @@ class Subject:
                                f"but should return a torch.nn.Module")
         return module
 
+    @property
+    def spec(self) -> str:
+        """The ``package.module:Name`` that ``load_subject`` takes for this subject."""
+        if ":" in self.name:
+            return self.name
+        return f"{self.factory.__module__}:{self.factory.__qualname__}"
+
     def __str__(self) -> str:
         return self.name
 

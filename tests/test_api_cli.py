@@ -96,3 +96,9 @@ def test_the_registry_hash_is_the_same_in_every_process():
     runs = {subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                            timeout=120).stdout.strip() for _ in range(2)}
     assert len(runs) == 1 and len(runs.pop()) == 12, f"hashes={runs}, but should be one 12-digit hash"
+
+
+def test_every_builtin_subject_has_a_spec_that_loads_it_back():
+    from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, load_subject
+    for subject in BUILTIN_SUBJECTS:
+        assert load_subject(subject.spec).factory is subject.factory, subject.spec
