@@ -105,32 +105,39 @@ def shifted_input_rounding(dtype: str, shifted_input, stats: Statistics, weight=
 def gradient_sum_tolerance(dtype: str, stats: Statistics, g, weight=None):
     """Bound on |sum_i dl/dx_i| per channel, whose exact value is 0 (``GRADIENT_SUM``).
 
-    dx_i = (gamma/s)(g_i - ḡ - x̂_i c̄), c̄ = mean(g x̂); each term carries the relative
-    error (u_acc k(n) + u_out)(1 + |mu|/s) of the statistics and of x̂ recomputed in the
-    input dtype, and summing n of them adds k(n) u_acc more: SAFETY e (1 + |mu|/s) M, with
-    M the l1 mass of the cancelling terms, (|gamma|/s) sum_i (|g_i| + |ḡ| + |x̂_i c̄|).
-    Putting (1 + |mu|/s) on the c̄ term alone was tried (tighter for a detached mean) and
-    raised a false alarm on torch at n = 2 (mixed scales, shifted input, 1.39x), so the
-    factor stays on the whole mass until a sound tighter model is derived.
+    dx_i = (gamma/s)(g_i - ḡ - x̂_i c̄), c̄ = mean(g x̂), e = u_acc k(n) + u_out, r = |mu|/s.
+    Errors common to the channel (1/s, gamma) multiply a sum that is exactly zero: they
+    cancel.  What is left: ḡ, a sum, is off by e mean|g| per term; forming and rounding
+    each term costs e (|g_i| + |ḡ| + |x̂_i c̄|); and the mean, off by d <= e (|mu| + s),
+    shifts every recomputed x̂_i by d/s, so sum_i x̂_i, exactly 0, becomes n d/s, which
+    multiplies the computed c̄.  That c̄ is itself off by (d/s) ḡ (sum g (x - mean) with
+    the shifted mean), a second-order term that is not small when e r is not: a channel
+    whose mean is one rounding of |mu| off, with s near sqrt(eps), has d/s = u r near 1e-2
+    (found at n = 2).  Hence
+    SAFETY (|gamma|/s) [e sum_i (|g_i| + |ḡ| + |x̂_i c̄|) + n e (1 + r)(|c̄| + e (1 + r) mean|g|)].
     """
     dims = (0,) + tuple(range(2, g.dim()))
     gamma = 1.0 if weight is None else weight.abs()
     g_mean = g.mean(dims, keepdim=True)
     gx_mean = (g * stats.xhat).mean(dims, keepdim=True)
+    e = relative_error(dtype, stats.n)
+    shift = e * (1 + conditioning(stats))
     mass = (g.abs() + g_mean.abs() + stats.xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
-    relative = relative_error(dtype, stats.n) * (1 + conditioning(stats))
-    bound = SAFETY * relative * mass * gamma / stats.std
+    centring = stats.n * shift * (gx_mean.abs() + shift * g.abs().mean(dims, keepdim=True))
+    bound = SAFETY * (e * mass + centring) * gamma / stats.std
     return bound.flatten() + finfo(dtype).tiny
 
 
 GRADIENT_SUM = Bound(
-    words=("the l1 mass of the terms of Σᵢ dxᵢ, Σ(|gᵢ| + |ḡ| + |x̂ᵢ c̄|), times (|γ|/s), the "
-           "relative error u_acc·k(n) + u_out of a term (statistics accumulated in u_acc, each "
-           "term formed in the input dtype) and the conditioning 1 + |μ|/s of the statistics "
-           "and of x̂ recomputed from them"),
-    formula=tex(r"\tau^{grad}_c = @{SAFETY}\,(u_{acc} k(n) + u_{out})\,(1+|\mu_c|/s_c)\,"
-                r"\frac{|\gamma_c|}{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + "
-                r"|\hat x_i\,\overline{g\hat x}|\big) + \mathrm{tiny}"),
+    words=("(|γ|/s) times the relative error e = u_acc·k(n) + u_out of each term's statistics "
+           "and rounding, on the l1 mass Σ(|gᵢ| + |ḡ| + |x̂ᵢ c̄|), plus the mean's error "
+           "e(1 + |μ|/s), which shifts Σx̂ᵢ from 0 to n·e(1 + |μ|/s) and multiplies the "
+           "computed c̄, itself off by e(1 + |μ|/s)·mean|g|; the errors common to a channel "
+           "(1/s, γ) multiply a sum that is exactly zero and cancel"),
+    formula=tex(r"\tau^{grad}_c = @{SAFETY}\,\frac{|\gamma_c|}{s_c}\Big[e\sum_{i\in c}"
+                r"\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big) + n\,\rho_c\,"
+                r"\big(|\overline{g\hat x}| + \rho_c\,\overline{|g|}\big)\Big] + \mathrm{tiny},\quad "
+                r"e = u_{acc} k(n) + u_{out},\ \rho_c = e\,(1+|\mu_c|/s_c)"),
 )
 
 def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
