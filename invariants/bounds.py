@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import (Statistics, gradient_means, per_channel_sum, reduce_dims,
                                                 statistics)
-from bn_invariants.strategies import accumulation_dtype, finfo, mantissa_bits, unit_roundoff
+from bn_invariants.strategies import (accumulation_dtype, finfo, mantissa_bits, summation_factor,
+                                     unit_roundoff)
 
 SAFETY = 4.0
 """Covers the constant factors of the first-order bounds (mean, variance, sqrt,
@@ -51,28 +52,42 @@ class Bound:
     formula: str
 
 
-def summation_factor(n: int) -> float:
-    """k(n) = n: the worst-case relative error of summing n terms in any order is
-    below γ_{n-1} sum|x_i|, γ_k = k u / (1 - k u) (Higham 2002, section 4.2, eq. 4.4), and
-    γ_{n-1} <= 2 (n - 1) u while n u <= 1/2, which SAFETY covers.  Pairwise summation does
-    better for a sum (γ_{⌈log2 n⌉}); for the variance, Welford's updates and Chan, Golub &
-    LeVeque's pairwise merges have worst-case bounds of the same order, n u times the
-    condition number, as the two-pass formula (Chan, Golub & LeVeque 1983): k(n) = n bounds
-    every summation order, and is what a worst case needs."""
-    return float(max(n, 1))
-
-
 def conditioning(stats: Statistics) -> torch.Tensor:
     """|mu|/s per channel, (1, C, 1, ...): how much a relative error of the mean is magnified."""
     return stats.mean.abs() / stats.std
 
 
-def relative_error(dtype: str, n: int) -> float:
+def spread_ratio(stats: Statistics) -> torch.Tensor:
+    """|mu|/sigma per channel (sigma = sqrt(var), no eps; inf for a constant channel):
+    whether a sum's rounding errors are random (``summation_factor``)."""
+    sigma = stats.var.sqrt()
+    return torch.where(sigma > 0, stats.mean.abs() / sigma.clamp_min(1e-300),
+                       torch.full_like(sigma, float("inf")))
+
+
+def relative_error(dtype: str, n: int, ratio=float("inf")):
     """u_acc k(n) + u_out: the relative error of a statistic accumulated over n values
     in the accumulation dtype, plus one rounding of the elementwise stage
-    (centering, scaling, affine), which may run in the input dtype."""
+    (centering, scaling, affine), which may run in the input dtype.  ``ratio`` is
+    |mu|/sigma (``spread_ratio``): with it k(n) is 2 sqrt(n) where rounding errors are
+    random, per channel; without it, the worst case n."""
     u_acc = unit_roundoff(accumulation_dtype(dtype))
-    return u_acc * summation_factor(n) + unit_roundoff(dtype)
+    return u_acc * summation_factor(n, u_acc, ratio) + unit_roundoff(dtype)
+
+
+def channel_error(dtype: str, stats: Statistics):
+    """``relative_error`` of each channel of ``stats``, (1, C, 1, ...)."""
+    return relative_error(dtype, stats.n, spread_ratio(stats))
+
+
+def statistic_error(dtype: str, n: int, ratio=float("inf")):
+    """u_acc (k(n) + 1): the relative error of a batch statistic (a mean, or a variance
+    relative to its conditioning) accumulated over n values in the accumulation dtype,
+    with x - mu formed there too.  Statistics of a half-precision input are accumulated
+    in float32 by the standard, so u_out does not enter: rounding them or x - mu to the
+    input dtype is a bug (HalfStatisticsBatchNorm)."""
+    u_acc = unit_roundoff(accumulation_dtype(dtype))
+    return u_acc * (summation_factor(n, u_acc, ratio) + 1)
 
 
 def output_tolerance(dtype: str, stats: Statistics, weight=None, bias=None):
@@ -87,7 +102,7 @@ def output_tolerance(dtype: str, stats: Statistics, weight=None, bias=None):
     """
     gamma = 1.0 if weight is None else weight.abs()
     beta = 0.0 if bias is None else bias.abs()
-    scaled = relative_error(dtype, stats.n) * (1 + conditioning(stats) + stats.xhat.abs()) * gamma
+    scaled = channel_error(dtype, stats) * (1 + conditioning(stats) + stats.xhat.abs()) * gamma
     return SAFETY * (scaled + unit_roundoff(dtype) * beta) + finfo(dtype).tiny
 
 
@@ -120,7 +135,7 @@ def gradient_sum_tolerance(dtype: str, stats: Statistics, g, weight=None):
     gamma = 1.0 if weight is None else weight.abs()
     g_mean = g.mean(dims, keepdim=True)
     gx_mean = (g * stats.xhat).mean(dims, keepdim=True)
-    e = relative_error(dtype, stats.n)
+    e = channel_error(dtype, stats)
     shift = e * (1 + conditioning(stats))
     mass = (g.abs() + g_mean.abs() + stats.xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
     centring = stats.n * shift * (gx_mean.abs() + shift * g.abs().mean(dims, keepdim=True))
@@ -156,7 +171,8 @@ def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
     g = 1.0 if gamma is None else gamma.abs()
     b = 0.0 if beta is None else beta.abs()
     kappa = 1 + conditioning(stats) + stats.xhat.abs()
-    accumulated = SAFETY * u_acc * (summation_factor(stats.n) * kappa * g + b)
+    k = summation_factor(stats.n, u_acc, spread_ratio(stats))
+    accumulated = SAFETY * u_acc * (k * kappa * g + b)
     return ULPS * ulp(rounded, dtype) + accumulated
 
 
@@ -187,7 +203,7 @@ def input_gradient_tolerance(dtype: str, stats: Statistics, g, weight=None):
     spread = (g.abs() * (1 + 2 * xa)).mean(dims, keepdim=True)
     mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xa) * spread
     factor = 3 + conditioning(stats) + xa
-    return SAFETY * relative_error(dtype, stats.n) * factor * mass * gamma / stats.std + finfo(dtype).tiny
+    return SAFETY * channel_error(dtype, stats) * factor * mass * gamma / stats.std + finfo(dtype).tiny
 
 
 def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
@@ -205,7 +221,7 @@ def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
     xa = stats.xhat.abs()
     mass = (g.abs() + g_mean.abs() + g_abs + (1 + 2 * xa) * gx_mean.abs()
             + xa * (g_abs + gx_abs))
-    rho = relative_error(dtype, stats.n) * (1 + conditioning(stats))
+    rho = channel_error(dtype, stats) * (1 + conditioning(stats))
     scale = (1.0 if gamma is None else gamma.abs()) / stats.std
     return SAFETY * rho * scale * mass + finfo(dtype).tiny
 
@@ -215,7 +231,7 @@ def reference_xhat_error(stats) -> torch.Tensor:
     accumulated in float64, rho_64 (1 + |mu|/s + |x̂|).  Negligible beside a half or
     single subject's error, not beside a float64 one (e.g. a constant channel, whose
     exact x̂ is 0 but whose float64 mean may be one rounding off)."""
-    rho = relative_error("float64", stats.n)
+    rho = channel_error("float64", stats)
     return SAFETY * rho * (1 + conditioning(stats) + stats.xhat.abs())
 
 
@@ -252,9 +268,9 @@ def parameter_gradient_tolerances(dtype: str, stats, g, beta_dtype: str | None =
     sum with no elementwise stage."""
     beta_dtype = beta_dtype or dtype
     kappa = 1 + conditioning(stats) + stats.xhat.abs()
-    beta_tol = (SAFETY * relative_error(beta_dtype, stats.n) * per_channel_sum(g.abs())
-                + finfo(beta_dtype).tiny)
-    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * kappa)
+    beta_e = channel_error(beta_dtype, stats).flatten()
+    beta_tol = SAFETY * beta_e * per_channel_sum(g.abs()) + finfo(beta_dtype).tiny
+    gamma_tol = (SAFETY * channel_error(dtype, stats).flatten() * per_channel_sum(g.abs() * kappa)
                  + finfo(dtype).tiny)
     return beta_tol, gamma_tol
 
@@ -266,10 +282,10 @@ def running_tolerances(compute: str, stored: str, stats: Statistics, factor: flo
     The batch mean is off by e(|mu| + sigma) (mean|x| <= |mu| + sigma); the biased
     variance by e(|mu| + sigma)(sigma + e(|mu| + sigma)): rounding x - mu and the
     sum cost e sigma(|mu| + sigma), the mean's error adds its square.  e is
-    ``relative_error(compute, n)``; ``factor`` (the momentum) scales both, n/(n-1)
+    ``statistic_error(compute, n)``; ``factor`` (the momentum) scales both, n/(n-1)
     the variance; updating a buffer stored in ``stored`` rounds each product once.
     """
-    e = relative_error(compute, stats.n)
+    e = statistic_error(compute, stats.n, spread_ratio(stats)).flatten()
     u = unit_roundoff(stored)
     mu, sigma = stats.mean.abs().flatten(), stats.var.sqrt().flatten()
     bessel = declared().variance_factor(stats.n)
@@ -296,7 +312,7 @@ class BatchStatistic:
 def batch_statistics(values: torch.Tensor, dtype: str, eps: float):
     """(mean, unbiased variance) of a batch as BatchStatistics.
 
-    The mean, accumulated over n values, is off by at most SAFETY (u_acc k(n) + u_out)
+    The mean, accumulated over n values, is off by at most SAFETY u_acc (k(n) + 1)
     (|mu| + sigma) (sum of |x|, n |mu| + n sigma at most).  The biased variance is
     off by SAFETY rel (sigma^2 + sigma |mu|) (n u kappa for an updating algorithm,
     kappa <= 1 + |mu|/sigma) plus the square of the mean's error (two-pass); the
@@ -306,7 +322,7 @@ def batch_statistics(values: torch.Tensor, dtype: str, eps: float):
     n = stats.n
     mu, var = stats.mean.flatten(), stats.var.flatten()
     sigma = var.sqrt()
-    rel = relative_error(dtype, n)
+    rel = statistic_error(dtype, n, spread_ratio(stats)).flatten()
     mean_error = SAFETY * rel * (mu.abs() + sigma)
     var_error = SAFETY * rel * (var + sigma * mu.abs()) + mean_error ** 2
     bessel = declared().variance_factor(n)  # n/(n-1) unless a biased running_var is declared

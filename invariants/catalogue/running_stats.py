@@ -95,14 +95,14 @@ RUNNING_STATS_UPDATE = register(Invariant(
     applies=("training mode, track_running_stats=True, momentum m ∈ {0, 0.01, 0.1, 0.5, 1}; "
              "every rank, dtype, layout, eps and affine; num_batches_tracked checked when "
              "the subject keeps it"),
-    tolerance=("m times the statistic's error (mean: SAFETY·(u_acc k(n) + u_out)(|μ| + σ); "
-               "variance: SAFETY·(u_acc k(n) + u_out)(σ² + σ|μ|) + the mean's error squared, "
+    tolerance=("m times the statistic's error (mean: SAFETY·u_acc(k(n) + 1)(|μ| + σ); "
+               "variance: SAFETY·u_acc(k(n) + 1)(σ² + σ|μ|) + the mean's error squared, "
                "times n/(n−1)), plus a few roundings of the update in the buffer's dtype, "
                "SAFETY·u_buf·(|r| + m|s|), plus the buffer's smallest normal"),
     tolerance_formula=(tex(r"\tau = m\,\delta_s + @{SAFETY}u_{buf}(|r_0| + m|s|) + \text{tiny},\quad "
                        r"\delta_\mu = @{SAFETY}\rho(|\mu|+\sigma),\ "
                        r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+\delta_\mu^2\big),"
-                       r"\ \rho = u_{acc}k(n)+u_{out}")),
+                       r"\ \rho = u_{acc}(k(n)+1)")),
     cases=lambda space: draw_cases(
         space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
         options=bn_options(momentum=GIVEN_MOMENTA, track_running_stats=True)),
