@@ -40,9 +40,9 @@ def finfo(name: str) -> torch.finfo:
 
 
 RANDOM_ROUNDING_LIMIT = 1.0 / 16
-"""n u (1 + |mu|/sigma) up to which a sum's rounding errors behave as random (below): the
-ulp of the partial sums at most sigma/8.  torch's CPU kernel, measured at n = 10^5,
-turns systematic near n u (1 + |mu|/sigma) = 2: a factor 32 from this limit."""
+"""n u (1 + |mu|/sigma) up to which a sum's rounding errors behave as random
+(SUMMATION_MODEL): the ulp of the partial sums at most sigma/8.  torch's CPU kernel,
+measured at n = 10^5, turns systematic near 2: a factor 32 from this limit."""
 
 
 def blocked_summation_factor(n: int) -> float:
@@ -52,22 +52,25 @@ def blocked_summation_factor(n: int) -> float:
     return min(float(n), 2.0 * math.sqrt(n))
 
 
-def summation_factor(n: int, u: float = 0.0, ratio=float("inf")):
-    """k(n): a sum of n values computed in unit roundoff ``u`` is within k(n) u sum|x_i|.
+SUMMATION_MODEL = (
+    "A sum of n values computed with unit roundoff u is within k(n)·u·Σ|xᵢ| of the exact sum. "
+    "In the worst case, in any order, k(n) = n (γ₍ₙ₋₁₎ ≤ 2(n−1)u while nu ≤ 1/2; Higham 2002, "
+    "§4.2). The bounds use k(n) = min(n, 2√n) per channel where rounding errors are random: "
+    "while n·u·(1 + |μ|/σ) ≤ 1/16, the ulp of every partial sum, at most 2u·n·(|μ| + σ), is "
+    "below σ/8, so each rounding error depends on low-order bits of the data and behaves as an "
+    "independent zero-mean variable. Even a one-thread running sum is then within λ√n·u·Σ|xᵢ| "
+    "with probability 1 − 2n·exp(−λ²/2) (Higham & Mary 2019), and a blocked sum (blocks of √n "
+    "terms) is within 2√n·u in the worst case. Past that limit the errors turn systematic, all "
+    "values rounding the same way, and k(n) = n. Measured on torch's CPU kernel at n = 10⁵: "
+    "below 0.5√n up to |μ|/σ = 200 (n·u·(1 + |μ|/σ) = 1.2), 670 at 400, and 0.24·n at 1600.")
+"""The summation model in words, as the catalogue shows it."""
 
-    Worst case, any order: k = n (γ_{n-1} <= 2(n-1)u while nu <= 1/2; Higham 2002, 4.2).
-    Random-rounding regime: k = min(n, 2 sqrt(n)).  While the ulp of every partial sum,
-    at most 2 u n (|mu| + sigma), stays below the spread sigma of the values (here
-    n u (1 + |mu|/sigma) <= RANDOM_ROUNDING_LIMIT, ``ratio`` = |mu|/sigma), each rounding error depends on
-    low-order bits of the data and behaves as an independent zero-mean variable: even a
-    one-thread running sum is then within lambda sqrt(n) u sum|x_i| with probability
-    1 - 2n exp(-lambda^2/2) (Higham & Mary 2019), and blocked sums (b-term blocks,
-    b = sqrt(n)) are within 2 sqrt(n) u in the worst case.  Past that limit the errors
-    turn systematic (all values round the same way): torch's CPU kernel at n = 10^5,
-    measured, stays below 0.5 sqrt(n) up to |mu|/sigma = 200 and reaches 0.24 n at 1600.
-    ``ratio`` may be a per-channel tensor (inf for a constant channel): k is then one too.
-    The defaults (u = 0, ratio = inf) give the worst case, n.
-    """
+
+def summation_factor(n: int, u: float = 0.0, ratio=float("inf")):
+    """k(n) (SUMMATION_MODEL): min(n, 2 sqrt(n)) where n u (1 + ratio) is at most
+    RANDOM_ROUNDING_LIMIT, ``ratio`` = |mu|/sigma; else n.  ``ratio`` may be a per-channel
+    tensor (inf for a constant channel): k is then one too.  The defaults (u = 0,
+    ratio = inf) give the worst case, n."""
     n = max(n, 1)
     blocked = blocked_summation_factor(n)
     if isinstance(ratio, torch.Tensor):
