@@ -165,6 +165,6 @@ def test_a_gradient_past_the_half_range_may_round_to_inf():
         shape=(100000, 1), dtype="float16", device="cpu", layout="contiguous",
         regime="tiny_variance", severity=0.0, seed=190,
         options=BNOptions(eps=1e-07, momentum=0.1, affine=True, track_running_stats=True),
-        cotangent_regime="heavy_tailed"), params={})
+        cotangent_regime="heavy_tailed"))
     check(Subject("zoo", ZooBatchNorm), case)
     check(Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d), case)
