@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bn_invariants import zoo
-from bn_invariants.invariants import REGISTRY, BiasOffset, InvariantViolation, Params, PositiveScale, Shift
+from bn_invariants.invariants import (REGISTRY, BiasOffset, InvariantViolation, Params, PositiveScale,
+                                     Shift, Steps)
 from bn_invariants.invariants.registry import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
@@ -53,7 +54,7 @@ def test_a_drifting_bias_is_caught_at_every_step_count(dtype, lr, steps):
     """Measured: the detached mean at (8, 2, 5, 5, 5) was caught 4/4 with one step and 0/4
     with two or more (each step's bound came from the subject's own x + b_t, summed)."""
     found = [caught(DETACHED_MEAN, "no-bias-drift", Problem((8, 2, 5, 5, 5), dtype, seed=seed),
-                    {"steps": steps, "lr": lr}) for seed in range(4)]
+                    Steps(steps=steps, lr=lr)) for seed in range(4)]
     assert all(found), found
 
 
@@ -62,7 +63,7 @@ def test_torch_does_not_drift_where_a_bias_step_rounds_the_input_coarsely():
     (within its bound) rounds x + b_1 so coarsely that step 2's exact gradient bound is
     that of another input; each step is held to the input it saw."""
     problem = Problem((2, 43), "bfloat16", seed=1427, cotangent_regime="heavy_tailed")
-    assert not caught(TORCH_1D, "no-bias-drift", problem, {"steps": 2, "lr": 0.1})
+    assert not caught(TORCH_1D, "no-bias-drift", problem, Steps(steps=2, lr=0.1))
 
 
 def test_the_gradient_sum_bound_raises_no_false_alarm_at_n_2():

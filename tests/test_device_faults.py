@@ -62,7 +62,7 @@ def test_a_fault_while_building_is_not_the_factorys_error():
 def test_extreme_magnitudes_does_not_accept_a_fault_as_a_clear_error():
     case = Case(Problem(shape=(2, 1)), params=Extreme(position=0.75, spread=0))
     with pytest.raises(type(_fault()), match="misaligned"):
-        REGISTRY["extreme-magnitudes"].check(FAULTING, case)
+        runner.check_case(REGISTRY["extreme-magnitudes"], FAULTING, case)
 
 
 def test_the_coverage_probe_does_not_take_a_fault_for_a_refused_rank():

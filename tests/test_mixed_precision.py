@@ -14,13 +14,17 @@ from torch import nn
 
 from bn_invariants.strategies.profiles import profile
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
-from bn_invariants.invariants.catalogue.mixed_precision import check
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.known_deviations import DEVIATIONS
-from bn_invariants.invariants.runner import find_violation, target_for
+from bn_invariants.invariants.runner import check_case, find_violation, target_for
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem
 from bn_invariants.zoo import DowncastParametersBatchNorm, HalfStatisticsBatchNorm, ZooBatchNorm
+
+
+def check(subject, case):
+    """The mixed-precision check of ``case``."""
+    check_case(REGISTRY["mixed-precision"], subject, case)
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
 SEARCH = profile("ci", suppress_health_check=list(HealthCheck))

@@ -4,7 +4,7 @@ from bn_invariants.strategies.profiles import profile
 from bn_invariants import invariants
 from bn_invariants.invariants import REGISTRY
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.params import Shift
+from bn_invariants.invariants.params import BiasOffset, Shift
 from bn_invariants.invariants.registry import Case
 from bn_invariants.invariants.runner import REPLICA_BUDGET, check_case, find_violation, replicas_of, target_for
 from bn_invariants.invariants.subjects import Subject
@@ -37,7 +37,7 @@ def test_a_failing_replica_is_reported_with_its_own_reproduction():
     assert isinstance(error, invariants.InvariantViolation)
     reported = error.reproduction
     assert reported == eval(repr(reported), {"Case": Case, "Problem": Problem,
-                                             "BNOptions": BNOptions})
+                                             "BNOptions": BNOptions, "BiasOffset": BiasOffset})
     assert reported.problem.shape == (2, 1)  # shrunk
     try:
         check_case(target.invariant, subject, reported)
