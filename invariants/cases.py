@@ -4,18 +4,20 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Params
 from bn_invariants.invariants.registry import Case, Space
 from bn_invariants.invariants.reference import channel_view
 from bn_invariants.strategies import bn_options, max_offset_ratio, problems
 
 
 def draw_cases(space: Space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:
-    """Cases whose problem lies in ``space``; ``params`` is a strategy of dicts."""
+    """Cases whose problem lies in ``space``; ``params`` is a strategy of the invariant's
+    Params (``drawn(Kind, field=strategy, ...)``; None: no params)."""
     return st.builds(
         Case,
         problem=problems(device=space.device, dtype_ranks=dict(space.dtype_ranks),
                          **problem_kwargs),
-        params=params if params is not None else st.just({}),
+        params=params if params is not None else st.just(Params()),
     )
 
 

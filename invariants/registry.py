@@ -4,10 +4,13 @@ Tests, the run's report and the catalogue docs are all generated from REGISTRY.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from hypothesis import strategies as st
+
+from bn_invariants.invariants.params import Params
+from bn_invariants.strategies import Problem
 
 
 @dataclass(frozen=True)
@@ -36,23 +39,30 @@ class Space:
 
 @dataclass(frozen=True)
 class Case:
-    """One drawn example: a Problem plus the invariant's own parameters."""
+    """One drawn example: a Problem plus the invariant's own parameters, typed
+    (invariants/params.py).  Its repr is Python that rebuilds it."""
 
-    problem: object
-    params: Mapping = field(default_factory=dict)
+    problem: Problem
+    params: Params = Params()
 
-    def __repr__(self) -> str:
-        return f"Case(problem={self.problem!r}, params={dict(self.params)!r})"
+
+@dataclass(frozen=True)
+class DistCase(Case):
+    """A distributed example: the problem's batch split over W = len(sizes) ranks,
+    rank r holding the next ``sizes[r]`` samples."""
+
+    sizes: tuple = ()
 
 
 @dataclass(frozen=True)
 class Invariant:
     """A property every correct batch norm satisfies.
 
-    ``cases(space)`` draws Cases inside ``space``; ``check(subject, case)`` raises
-    InvariantViolation when the subject breaks the property, Unsupported when the
-    subject declines the operation outright.  A differential invariant
-    (``needs_reference``) is called ``check(subject, case, reference)``.
+    ``cases(space)`` draws Cases inside ``space``, whose params are of type ``params``;
+    every check is ``check(subject, case, reference)``: it raises InvariantViolation when
+    the subject breaks the property, Unsupported when the subject declines the operation
+    outright.  ``reference`` is the implementation of --bn-ref (the float64 oracle by
+    default); only a differential invariant (``needs_reference``) reads it.
     ``dtypes``/``ranks``/``devices`` limit where it applies (None: everywhere).
     """
 
@@ -69,7 +79,10 @@ class Invariant:
     check: Callable
     dtypes: tuple | None = None
     ranks: tuple | None = None
+    params: type = Params
+    """The type of its cases' params."""
     needs_reference: bool = False
+    """Whether its check compares the subject with ``reference`` (the docs say so)."""
     devices: tuple | None = None
     long_reductions: bool = True
     """Whether its cases may be long reductions (False for single values, empty batches and

@@ -159,10 +159,7 @@ def replicas_of(case, replicas: int):
 def check_case(invariant: Invariant, subject: Subject, case,
                reference: Subject = REFERENCE_SUBJECT) -> None:
     """Check one case outside Hypothesis (a replayed counterexample, say)."""
-    if invariant.needs_reference:
-        invariant.check(subject, case, reference)
-    else:
-        invariant.check(subject, case)
+    invariant.check(subject, case, reference)
 
 
 def target_for(invariant: Invariant, subject: Subject, space: Space,

@@ -65,7 +65,7 @@ def case_of(row) -> Case:
     problem = Problem(shape=tuple(ce["shape"]), dtype=ce["dtype"], layout=ce["layout"],
                       regime=ce["regime"], severity=ce["severity"], seed=ce["seed"],
                       options=BNOptions(**ce["options"]))
-    return Case(problem, ce["params"])
+    return Case(problem, REGISTRY[row["invariant"]].params(**ce["params"]))
 
 
 def test_every_mutant_has_a_catcher(doc):

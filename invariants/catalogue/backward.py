@@ -24,7 +24,7 @@ def _gradient_and_closed_form(subject, p):
     return grad.detach().to("cpu", torch.float64), stats, gamma, rounded_cotangent(p)
 
 
-def check_moments(subject, case):
+def check_moments(subject, case, reference):
     p = case.problem
     dx, stats, gamma, g = _gradient_and_closed_form(subject, p)
     ctx = context(subject, p)
@@ -65,7 +65,7 @@ INPUT_GRADIENT_SUMS_TO_ZERO = register(Invariant(
 ))
 
 
-def check_closed_form(subject, case):
+def check_closed_form(subject, case, reference):
     p = case.problem
     dx, stats, gamma, g = _gradient_and_closed_form(subject, p)
     tol = elementwise_tolerance(p.dtype, stats, g, gamma)
@@ -94,7 +94,7 @@ INPUT_GRADIENT_CLOSED_FORM = register(Invariant(
 ))
 
 
-def check_parameter_gradients(subject, case):
+def check_parameter_gradients(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     trainable_affine(module, subject)

@@ -5,6 +5,7 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import BiasOffset, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
@@ -29,10 +30,10 @@ def bias_gradient(subject, problem, b: torch.Tensor, module=None):
     return bias.grad, shifted.detach(), module
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     eps = p.options.eps
-    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params["bias"], stream=streams.BIAS)
+    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params.bias, stream=streams.BIAS)
     grad, shifted, module = bias_gradient(subject, p, b)
     stats = statistics(shifted, eps)
     gamma, _ = affine_of(module, shifted.dim())
@@ -56,6 +57,7 @@ ZERO_BIAS_GRADIENT = register(Invariant(
     tolerance=(GRADIENT_SUM.words + "; where the bound passes the dtype's largest value, an "
                "overflow to ±inf is within it"),
     tolerance_formula=GRADIENT_SUM.formula.replace(r"\tau^{grad}_c", r"\tau_c", 1),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({"bias": strengths()})),
+    params=BiasOffset,
+    cases=lambda space: draw_cases(space, drawn(BiasOffset, bias=strengths())),
     check=check,
 ))

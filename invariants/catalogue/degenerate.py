@@ -74,7 +74,7 @@ def assert_statistics_untouched(before, module, ctx) -> None:
 
 # --- constant-channel-finite ----------------------------------------------------------
 
-def check_constant(subject, case):
+def check_constant(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     y = module(p.input())
@@ -131,7 +131,7 @@ def forward_on_seeded_buffers(subject, problem):
         return None, module, before, ctx
 
 
-def check_single_value(subject, case):
+def check_single_value(subject, case, reference):
     y, module, _, ctx = forward_on_seeded_buffers(subject, case.problem)
     if y is None:
         return
@@ -169,7 +169,7 @@ ONE_VALUE_PER_CHANNEL = register(Invariant(
 
 # --- empty-batch ----------------------------------------------------------------------
 
-def check_empty(subject, case):
+def check_empty(subject, case, reference):
     p = case.problem
     y, module, before, ctx = forward_on_seeded_buffers(subject, p)
     if y is None:

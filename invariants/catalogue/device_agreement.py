@@ -133,7 +133,7 @@ def _compare_optional(what, got, expected, tol, other: str, ctx: str) -> None:
     assert_close(what, got, expected, tol, ctx)
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     assert_steps_agree(p, (subject, p.device), (subject, "cpu"))
 

@@ -13,7 +13,7 @@ from bn_invariants.invariants.bounds import input_gradient_tolerance, running_to
 from bn_invariants.invariants.step import context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, SubjectError
+from bn_invariants.invariants.subjects import SubjectError
 from bn_invariants.invariants.bounds import output_tolerance
 from bn_invariants.strategies import finfo, unit_roundoff
 
@@ -39,7 +39,7 @@ def _side(problem, precise: bool, bound, value):
     return bound("float64") + unit_roundoff(problem.dtype) * value.abs()
 
 
-def check(subject, case, reference=REFERENCE_SUBJECT):
+def check(subject, case, reference):
     p = case.problem
     g = p.cotangent().to(p.torch_dtype).double()
     got = training_step(subject, p, g)

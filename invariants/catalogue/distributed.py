@@ -23,7 +23,7 @@ from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import rounded_cotangent
 from bn_invariants.strategies import bn_options
 
-def check_forward(subject, case):
+def check_forward(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, forward_only)
     y = stacked(answers, "y", ctx)
@@ -59,7 +59,7 @@ DISTRIBUTED_FORWARD = register(Invariant(
 ))
 
 
-def check_input_gradient(subject, case):
+def check_input_gradient(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, train_step)
     dx = stacked(answers, "dx", ctx)
@@ -98,7 +98,7 @@ DISTRIBUTED_INPUT_GRADIENT = register(Invariant(
 ))
 
 
-def check_parameter_gradients(subject, case):
+def check_parameter_gradients(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, train_step)
     stats = statistics(p.values, p.options.eps)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import Batches, Steps, drawn
 from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.cases import TRACKED
@@ -25,12 +26,11 @@ def stored(values: torch.Tensor, dtype) -> torch.Tensor:
     return values.to(dtype).double()
 
 
-def check_running_stats(subject, case):
+def check_running_stats(subject, case, reference):
     p = case.problem
     start_mean, start_var = drawn_running_stats(p, stream=streams.RUNNING_START)
-    batches = case.params["batches"]
-    answers, ctx = run_checked(subject, case, train_step,
-                               lambda r: {"running": (start_mean, start_var, batches)})
+    batches = case.params.batches
+    answers, ctx = run_checked(subject, case, train_step, lambda r: (start_mean, start_var, batches))
     first = answers[0]
     for rank, answer in enumerate(answers):
         for name in ("running_mean", "running_var"):
@@ -69,20 +69,21 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
                f"the global batch; {K_OF_N}"),
     tolerance_formula=(r"\hat\mu^{(r)} = \hat\mu^{(0)}\ \text{exactly},\quad "
                        r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\ k(n) = n"),
+    params=Batches,
     cases=lambda space: dist_cases(
-        space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
+        space, drawn(Batches, batches=st.integers(0, 5)),
         options=TRACKED),
     check=check_running_stats,
     kind="distributed",
 ))
 
 
-def check_eval_local(subject, case):
+def check_eval_local(subject, case, reference):
     p = case.problem
-    starts = [drawn_running_stats(p, stream=5 + r) for r in range(len(case.params["sizes"]))]
-    answers, ctx = run_checked(subject, case, eval_step, lambda r: {"running": (*starts[r], 3)})
+    starts = [drawn_running_stats(p, stream=5 + r) for r in range(len(case.sizes))]
+    answers, ctx = run_checked(subject, case, eval_step, lambda r: (*starts[r], 3))
     rank = p.values.dim()
-    for r, ((start, stop), answer) in enumerate(zip(slice_bounds(case.params["sizes"]), answers)):
+    for r, ((start, stop), answer) in enumerate(zip(slice_bounds(case.sizes), answers)):
         buffer = getattr(torch, answer["running_dtype"])
         for name, value in zip(("running_mean", "running_var"), starts[r]):
             assert_close(f"{name} on rank {r} after eval", answer[name], stored(value, buffer),
@@ -121,9 +122,9 @@ DISTRIBUTED_EVAL_LOCAL = register(Invariant(
 ))
 
 
-def check_no_drift(subject, case):
+def check_no_drift(subject, case, reference):
     p = case.problem
-    steps, lr = case.params["steps"], case.params["lr"]
+    steps, lr = case.params.steps, case.params.lr
     ctx = f"{dist_context(subject, case)}; {steps} steps of lr {lr}"
     answers = run_ranks(subject, case, bias_descent)
     for r, answer in enumerate(answers):
@@ -151,8 +152,9 @@ DISTRIBUTED_NO_BIAS_DRIFT = register(Invariant(
              "option; 1 to 4 steps"),
     tolerance=f"the no-bias-drift bound of the global batch: {DRIFT.words}; {K_OF_N}",
     tolerance_formula=DRIFT.formula + r",\quad k(n) = n",
-    cases=lambda space: dist_cases(space, st.fixed_dictionaries({
-        "steps": st.integers(1, 4), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
+    params=Steps,
+    cases=lambda space: dist_cases(space, drawn(
+        Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0)))),
     check=check_no_drift,
     kind="distributed",
 ))

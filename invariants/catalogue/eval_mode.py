@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Sample, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
@@ -23,7 +24,7 @@ def eval_module(subject, problem):
     return module.eval()
 
 
-def check_affine_map(subject, case):
+def check_affine_map(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     y = module(p.input())
@@ -37,7 +38,7 @@ def state_of(module) -> dict:
     return {name: value.detach().clone() for name, value in module.state_dict().items()}
 
 
-def check_no_state_change(subject, case):
+def check_no_state_change(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     before = state_of(module)
@@ -62,14 +63,14 @@ def sample_indices(batch: int, drawn: int) -> list[int]:
     return sorted({0, batch - 1, drawn % batch})
 
 
-def check_per_sample(subject, case):
+def check_per_sample(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     x = p.input()
     y = module(x).detach()
     affine = eval_map(module, p.values.dim(), p.options.eps)
     tol = 2 * affine.tolerance(p.dtype, p.values)
-    for i in sample_indices(p.shape[0], case.params["sample"]):
+    for i in sample_indices(p.shape[0], case.params.sample):
         alone = module(x[i:i + 1])
         assert_close(f"BN(x[{i}:{i + 1}])", alone, y[i:i + 1], tol[i:i + 1],
                      f"{context(subject, p)}; sample {i} alone vs row {i} of the batch")
@@ -132,7 +133,8 @@ EVAL_PER_SAMPLE_INDEPENDENCE = register(Invariant(
                "same a x + c, but a kernel may take a different (vectorised, fused "
                "multiply-add or scalar-tail) path for a batch of one than for a batch of N"),
     tolerance_formula=r"|y^{alone}_i - y^{batch}_i| \le 2\,\tau^{eval}_i",
+    params=Sample,
     cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"sample": st.integers(0, 2**16)}), options=TRACKED),
+        space, drawn(Sample, sample=st.integers(0, 2**16)), options=TRACKED),
     check=check_per_sample,
 ))

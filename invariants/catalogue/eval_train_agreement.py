@@ -11,7 +11,7 @@ from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import output_tolerance
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     x = p.values
     stats = statistics(x, p.options.eps)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from bn_invariants.strategies.shapes import MAX_CHANNELS
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import RedrawnChannel, drawn
 from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite_where
 from bn_invariants.invariants.cases import draw_cases
@@ -44,7 +45,7 @@ def reproducible(subject, problem, y) -> bool:
 
 # --- output-moments -------------------------------------------------------------------
 
-def check_moments(subject, case):
+def check_moments(subject, case, reference):
     p = case.problem
     y, module = forward(subject, p)
     stats = statistics(p.values, p.options.eps)
@@ -104,7 +105,7 @@ def batch_permutation(problem) -> torch.Tensor:
     return perm
 
 
-def check_permutation(subject, case):
+def check_permutation(subject, case, reference):
     p = case.problem
     perm = batch_permutation(p)
     y, module = forward(subject, p)
@@ -144,10 +145,10 @@ def replace_channel(problem, channel: int, scale: float, offset: float) -> torch
     return values
 
 
-def check_channels(subject, case):
+def check_channels(subject, case, reference):
     p = case.problem
-    j = case.params["channel"] % p.num_features
-    changed = replace_channel(p, j, case.params["scale"], case.params["offset"])
+    j = case.params.channel % p.num_features
+    changed = replace_channel(p, j, case.params.scale, case.params.offset)
     y, module = forward(subject, p)
     y_changed, _ = forward(subject, p, changed)
     others = [c for c in range(p.num_features) if c != j]
@@ -177,18 +178,20 @@ CHANNEL_INDEPENDENCE = register(Invariant(
                "layout, so a deterministic kernel repeats the same operations on them. Where "
                "it is not reproducible, twice the output tolerance"),
     tolerance_formula=r"\tau = 0 \text{ (reproducible)},\ \text{else } 2\,\tau^{out}_i",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "channel": st.integers(0, MAX_CHANNELS - 1),
-        "scale": st.sampled_from((4.0, 0.25, 16.0, 1 / 16)),
-        "offset": st.sampled_from((3.0, 0.0, -8.0)),
-    })).filter(lambda c: c.problem.num_features >= 2),
+    params=RedrawnChannel,
+    cases=lambda space: draw_cases(space, drawn(
+        RedrawnChannel,
+        channel=st.integers(0, MAX_CHANNELS - 1),
+        scale=st.sampled_from((4.0, 0.25, 16.0, 1 / 16)),
+        offset=st.sampled_from((3.0, 0.0, -8.0)),
+    )).filter(lambda c: c.problem.num_features >= 2),
     check=check_channels,
 ))
 
 
 # --- affine-semantics -----------------------------------------------------------------
 
-def check_affine(subject, case):
+def check_affine(subject, case, reference):
     p = case.problem
     y, module = forward(subject, p, options=replace(p.options, affine=True))
     xhat, plain = forward(subject, p, options=replace(p.options, affine=False))

@@ -42,7 +42,7 @@ class Footprint:
         assert_true(f"changed bytes of x's storage after {when}", same, changed, 0, ctx)
 
 
-def check_input_untouched(subject, case):
+def check_input_untouched(subject, case, reference):
     p = case.problem
     ctx = context(subject, p)
     plain = p.input()  # without autograd, where in-place shortcuts are tempting
@@ -81,7 +81,7 @@ INPUT_NOT_MODIFIED = register(Invariant(
 ))
 
 
-def check_deterministic(subject, case):
+def check_deterministic(subject, case, reference):
     p = case.problem
     first, second = build(subject, p), build(subject, p)
     y1, y2 = first(p.input()), second(p.input())

@@ -16,7 +16,7 @@ from bn_invariants.strategies import LAYOUTS
 OTHER_LAYOUTS = tuple(name for name in LAYOUTS if name != "contiguous")
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     plain = dataclasses.replace(p, layout="contiguous")
     g = p.cotangent().to(p.torch_dtype).double()

@@ -95,7 +95,7 @@ def _assert_running(record, p, ctx: str) -> None:
         assert_true("num_batches_tracked", record.batches == 1, record.batches, 1, when)
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     record = mixed_step(subject, p)
     ctx = f"{context(subject, p)}; {PARAMETER_DTYPE} parameters and buffers"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Scale, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.bounds import output_tolerance
 from bn_invariants.invariants.cases import draw_cases
@@ -33,7 +34,7 @@ def tensor_state(module) -> dict:
 
 # --- running-stats-no-autograd-history --------------------------------------------------
 
-def check_no_history(subject, case):
+def check_no_history(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     x = p.input().requires_grad_(True)
@@ -73,7 +74,7 @@ RUNNING_STATS_NO_HISTORY = register(Invariant(
 
 # --- eval-no-attribute-change -----------------------------------------------------------
 
-def check_no_attribute_change(subject, case):
+def check_no_attribute_change(subject, case, reference):
     p = case.problem
     module = build(subject, p).eval()
     before = {k: v.detach().clone() for k, v in tensor_state(module).items()}
@@ -112,9 +113,9 @@ EVAL_NO_ATTRIBUTE_CHANGE = register(Invariant(
 LARGE_EPS = (0.1, 1.0)
 
 
-def check_eps(subject, case):
+def check_eps(subject, case, reference):
     p = case.problem
-    scale = case.params["scale"]
+    scale = case.params.scale
     x = p.values * scale
     module = build(subject, p)
     y = module(p.input(x))
@@ -150,8 +151,9 @@ EPS_HONOURED = register(Invariant(
     applies="training mode, eps ∈ {0.1, 1}, input scaled so σ² ≤ ε/4; every rank, dtype and layout",
     tolerance="the output tolerance of agrees-with-reference",
     tolerance_formula=r"\tau_i = \tau^{out}_i",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
-        {"scale": st.sampled_from((0.25, 0.0625, 0.5))}), regimes_allowed=("unit",),
+    params=Scale,
+    cases=lambda space: draw_cases(space, drawn(
+        Scale, scale=st.sampled_from((0.25, 0.0625, 0.5))), regimes_allowed=("unit",),
         options=bn_options(eps=LARGE_EPS)),
     check=check_eps,
 ))
@@ -159,7 +161,7 @@ EPS_HONOURED = register(Invariant(
 
 # --- spatial-permutation ----------------------------------------------------------------
 
-def check_permuted(subject, case):
+def check_permuted(subject, case, reference):
     p = case.problem
     rank = len(p.shape)
     # store the spatial dimensions reversed: a transposed image, as torch.transpose gives

@@ -5,6 +5,7 @@ import dataclasses
 
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Batches, Repeats, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_true
@@ -36,11 +37,11 @@ def check_batch_count(module, expected: int, ctx: str) -> None:
         assert_true("num_batches_tracked", int(nbt) == expected, int(nbt), expected, ctx)
 
 
-def check_update(subject, case):
+def check_update(subject, case, reference):
     p = case.problem
     m = momentum_factor(p)  # the batch's weight under the declared momentum convention
     module = build(subject, p)
-    start_batches = case.params["batches"]
+    start_batches = case.params.batches
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=start_batches)
     module(p.input())
@@ -58,9 +59,9 @@ def batches(problem, count: int):
             for k in range(count)]
 
 
-def check_cumulative(subject, case):
+def check_cumulative(subject, case, reference):
     p = case.problem
-    steps = case.params["steps"]
+    steps = case.params.steps
     module = build(subject, p)
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=0)
@@ -106,8 +107,9 @@ RUNNING_STATS_UPDATE = register(Invariant(
                        r"\delta_\mu = @{SAFETY}\rho(|\mu|+\sigma),\ "
                        r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+(\delta_\mu + @{SAFETY}u_{buf}|\mu|)^2\big),"
                        r"\ \rho = u_{acc}(k(n)+1)")),
+    params=Batches,
     cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
+        space, drawn(Batches, batches=st.integers(0, 5)),
         options=bn_options(momentum=GIVEN_MOMENTA, track_running_stats=True)),
     check=check_update,
 ))
@@ -131,8 +133,9 @@ RUNNING_STATS_CUMULATIVE = register(Invariant(
                "+ tiny, and shrinks earlier errors by 1 − 1/k"),
     tolerance_formula=(tex(r"\tau_k = (1-\tfrac1k)\tau_{k-1} + \tfrac1k\delta_{s_k} + "
                        r"@{SAFETY}u_{buf}(|r_{k-1}| + |s_k|/k) + \text{tiny},\ \tau_0 = 0")),
+    params=Repeats,
     cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"steps": st.integers(2, 4)}),
+        space, drawn(Repeats, steps=st.integers(2, 4)),
         options=bn_options(momentum=(None,), track_running_stats=True)),
     check=check_cumulative,
 ))

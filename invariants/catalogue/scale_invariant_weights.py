@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
+from bn_invariants.invariants.params import Scale, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.mixing import gradient_terms, mix, mixing_weight, weight_gradient
 from bn_invariants.invariants.bounds import radial_tolerance
@@ -37,7 +38,7 @@ from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 
 
-def check_radial(subject, case):
+def check_radial(subject, case, reference):
     p = case.problem
     eps = p.options.eps
     module = build(subject, p)
@@ -123,8 +124,8 @@ def _subnormal_gradients(p, grad1, c: float) -> torch.Tensor:
     return SAFETY * (1 + c) * spacing * (1 + u_mass) + 2 * unit_roundoff(p.dtype) * grad1.abs()
 
 
-def check_inverse_scale(subject, case):
-    p, c = case.problem, case.params["scale"]
+def check_inverse_scale(subject, case, reference):
+    p, c = case.problem, case.params.scale
     eps = p.options.eps
     module = build(subject, p)
     grad1, x1 = weight_gradient(subject, p, mixing_weight(p), module=module)
@@ -176,7 +177,8 @@ WEIGHT_GRADIENT_INVERSE_SCALE = register(Invariant(
     tolerance_formula=(tex(r"\tau_{ck} = [\text{not exact}]\big(@{SAFETY}(1+c)\,u_{sub}(1+\sum_i|u_{ki}|) "
                        r"+ 2u_{out}|\partial_W\ell| + \tau^{W}_{ck}(x) + c\,\tau^{W}_{ck}(cx) + "
                        r"\Delta_{ck}(\delta)\big)")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
-        {"scale": st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0))})),
+    params=Scale,
+    cases=lambda space: draw_cases(space, drawn(
+        Scale, scale=st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0)))),
     check=check_inverse_scale,
 ))

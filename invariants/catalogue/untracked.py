@@ -23,7 +23,7 @@ def snapshot(module) -> dict:
     return state
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     ctx = context(subject, p)
