@@ -4,7 +4,8 @@ from bn_invariants.invariants.assertions import InvariantViolation, Unsupported
 from bn_invariants.invariants.params import (BiasOffset, Batches, Extreme, Params, PositiveScale,
                                              PowerOfTwo, RedrawnChannel, Repeats, Sample, Scale,
                                              Shift, Steps)
-from bn_invariants.invariants.registry import REGISTRY, Case, DistCase, Invariant, Space, register
+from bn_invariants.invariants.cases import Case, DistCase, Space
+from bn_invariants.invariants.registry import REGISTRY, Invariant, register
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject, SubjectError, load_subject
 
 __all__ = [

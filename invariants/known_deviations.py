@@ -14,7 +14,8 @@ from torch import nn
 from bn_invariants.invariants import catalogue  # noqa: F401  (registers every invariant)
 from bn_invariants.invariants.deviations import KnownDeviation
 from bn_invariants.invariants.params import BiasOffset, Extreme, Params, Scale, Shift, Steps
-from bn_invariants.invariants.registry import REGISTRY, Case, Space
+from bn_invariants.invariants.cases import Case, Space
+from bn_invariants.invariants.registry import REGISTRY
 from bn_invariants.invariants.subjects import TORCH_FACTORIES, FunctionalBatchNorm
 from bn_invariants.strategies import BNOptions, Problem
 

@@ -1,7 +1,7 @@
 """What a case carries beside its Problem: one frozen dataclass per kind of draw.
 
-An invariant declares its type (``Invariant.params``) and draws it with ``drawn``; its
-check reads typed fields (``case.params.steps``).  Every type here is exported by
+An invariant declares its params with ``drawn(Kind, field=strategy, ...)``
+(``Invariant.params``); its check reads typed fields (``case.params.steps``).  Every type here is exported by
 ``bn_invariants.invariants``, so a printed case such as
 ``Case(problem=Problem(shape=(2, 1)), params=Steps(steps=2, lr=1.0))`` pastes back.
 """
@@ -17,10 +17,26 @@ class Params:
     """No parameters: the case is its problem alone (the base of every kind below)."""
 
 
-def drawn(kind: type, **fields: st.SearchStrategy) -> st.SearchStrategy:
-    """Params of type ``kind`` with each field drawn from its strategy, in the order given
-    (as a fixed dictionary: the same draws, and the same shrinking, as one)."""
-    return st.fixed_dictionaries(fields).map(lambda values: kind(**values))
+@dataclass(frozen=True, eq=False)
+class Drawn:
+    """How an invariant draws its params: their type, and a strategy per field."""
+
+    kind: type
+    fields: tuple = ()
+    """(name, strategy) pairs, in the order they are drawn."""
+
+    def strategy(self) -> st.SearchStrategy:
+        """Params of type ``kind``, each field drawn from its strategy in order (as a fixed
+        dictionary: the same draws, and the same shrinking, as one)."""
+        if not self.fields:
+            return st.just(self.kind())
+        return st.fixed_dictionaries(dict(self.fields)).map(lambda values: self.kind(**values))
+
+
+def drawn(kind: type, **fields: st.SearchStrategy) -> Drawn:
+    """Params of type ``kind``, field ``name`` drawn from ``fields[name]``:
+    ``drawn(Steps, steps=st.integers(1, 6), lr=st.sampled_from((1.0, 0.1)))``."""
+    return Drawn(kind, tuple(fields.items()))
 
 
 @dataclass(frozen=True)
@@ -108,3 +124,6 @@ class RedrawnChannel(Params):
     scale: float
     offset: float
 
+
+NO_PARAMS = Drawn(Params)
+"""The params of an invariant that draws none."""

@@ -6,7 +6,7 @@ import torch
 from bn_invariants import zoo
 from bn_invariants.invariants import (REGISTRY, BiasOffset, InvariantViolation, Params, PositiveScale,
                                      Shift, Steps)
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
 from bn_invariants.strategies import Problem

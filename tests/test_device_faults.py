@@ -15,7 +15,7 @@ from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.catalogue.mixed_precision import mixed_step
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.reference import BatchNormModule
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import DevicePoisoned, Target, refuse_poisoned_device
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bn_invariants.invariants import REGISTRY, BiasOffset, Steps
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 from bn_invariants.strategies import Problem

@@ -5,7 +5,7 @@ from bn_invariants import invariants
 from bn_invariants.invariants import REGISTRY
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.params import BiasOffset, Shift
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import REPLICA_BUDGET, check_case, find_violation, replicas_of, target_for
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem

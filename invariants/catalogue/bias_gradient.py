@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.params import BiasOffset, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.cases import per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
@@ -57,7 +56,6 @@ ZERO_BIAS_GRADIENT = register(Invariant(
     tolerance=(GRADIENT_SUM.words + "; where the bound passes the dtype's largest value, an "
                "overflow to ±inf is within it"),
     tolerance_formula=GRADIENT_SUM.formula.replace(r"\tau^{grad}_c", r"\tau_c", 1),
-    params=BiasOffset,
-    cases=lambda space: draw_cases(space, drawn(BiasOffset, bias=strengths())),
+    params=drawn(BiasOffset, bias=strengths()),
     check=check,
 ))

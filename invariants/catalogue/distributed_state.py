@@ -11,11 +11,11 @@ from bn_invariants.strategies import streams
 from bn_invariants.invariants.params import Batches, Steps, drawn
 from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.bounds import batch_statistics, running_update
-from bn_invariants.invariants.cases import TRACKED
 from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, dist_context,
                                                       run_checked, run_ranks, summed)
 from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
+from bn_invariants.invariants.preconditions import TRACKED
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import drawn_running_stats, eval_map
 from bn_invariants.invariants.trajectory import DRIFT, Trajectory, check_trajectory
@@ -62,17 +62,14 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
          "or skips the correction, and ranks disagree."),
     source=("torch.nn.SyncBatchNorm (batch_norm_gather_stats_with_counts updates the running "
             "statistics with the global count); torch.nn.BatchNorm2d documentation"),
-    applies=("training mode, track_running_stats=True, every momentum (None: the cumulative "
-             "average after 0 to 5 earlier batches); W = 2 to 4 ranks, uneven slices; float32 "
-             "and float64"),
+    applies=("training mode", TRACKED, "every momentum (None: the cumulative average after 0 "
+             "to 5 earlier batches)", "W = 2 to 4 ranks, uneven slices", "float32 and float64"),
     tolerance=("ranks: exactly equal to rank 0; the update: the running-stats-update bound of "
                f"the global batch; {K_OF_N}"),
     tolerance_formula=(r"\hat\mu^{(r)} = \hat\mu^{(0)}\ \text{exactly},\quad "
                        r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\ k(n) = n"),
-    params=Batches,
-    cases=lambda space: dist_cases(
-        space, drawn(Batches, batches=st.integers(0, 5)),
-        options=TRACKED),
+    params=drawn(Batches, batches=st.integers(0, 5)),
+    cases=dist_cases,
     check=check_running_stats,
     kind="distributed",
 ))
@@ -110,13 +107,13 @@ DISTRIBUTED_EVAL_LOCAL = register(Invariant(
          "whose running statistics differ (here each rank gets its own) must each use their "
          "own. Synchronising anyway mixes them (or hangs when ranks run eval unevenly)."),
     source="torch.nn.SyncBatchNorm.forward (need_sync only in training mode)",
-    applies=("eval mode, track_running_stats=True, different running statistics on each rank; "
-             "W = 2 to 4 ranks, uneven slices; float32 and float64"),
+    applies=("eval mode", TRACKED, "different running statistics on each rank",
+             "W = 2 to 4 ranks, uneven slices", "float32 and float64"),
     tolerance=("each rank: the eval-affine-map bound from its own running statistics; the "
                "buffers and num_batches_tracked exactly unchanged"),
     tolerance_formula=(r"|y_i - (a_c x_i + c_c)| \le 4u_{acc}|a|(|x|+|\hat\mu|) + "
                        r"6u_{out}(|a|(|x|+|\hat\mu|)+|\beta|) + \text{tiny}(1+|a|)"),
-    cases=lambda space: dist_cases(space, options=TRACKED),
+    cases=dist_cases,
     check=check_eval_local,
     kind="distributed",
 ))
@@ -152,9 +149,8 @@ DISTRIBUTED_NO_BIAS_DRIFT = register(Invariant(
              "option; 1 to 4 steps"),
     tolerance=f"the no-bias-drift bound of the global batch: {DRIFT.words}; {K_OF_N}",
     tolerance_formula=DRIFT.formula + r",\quad k(n) = n",
-    params=Steps,
-    cases=lambda space: dist_cases(space, drawn(
-        Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0)))),
+    params=drawn(Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0))),
+    cases=dist_cases,
     check=check_no_drift,
     kind="distributed",
 ))

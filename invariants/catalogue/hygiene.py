@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import torch
 
 from bn_invariants.invariants.assertions import assert_close, assert_true
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import buffers
 from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.registry import Invariant, register
@@ -76,7 +75,6 @@ INPUT_NOT_MODIFIED = register(Invariant(
     applies="training mode; every rank, dtype, layout (strided and offset views included) and option",
     tolerance="none: bytes, shape, strides, offset, dtype and version are compared exactly",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space),
     check=check_input_untouched,
 ))
 
@@ -111,6 +109,5 @@ DETERMINISTIC_FORWARD = register(Invariant(
     applies="training mode; every rank, dtype, layout and option",
     tolerance="none: bitwise (torch.equal semantics; NaN never expected)",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space),
     check=check_deterministic,
 ))

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from bn_invariants.invariants.params import PositiveScale, PowerOfTwo, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close, assert_finite_where, finite_baseline
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import exact_output, reduce_dims, statistics
@@ -127,12 +126,11 @@ SCALE_POWER_OF_TWO = register(Invariant(
              "elementwise stage); where no such k exists (rare), a = ±1"),
     tolerance="none: bitwise equality (torch.equal; NaN never expected)",
     tolerance_formula=r"\tau = 0",
-    params=PowerOfTwo,
-    cases=lambda space: draw_cases(space, drawn(
+    params=drawn(
         PowerOfTwo,
         exponent=st.integers(1, 8) | st.integers(-8, -1),
         sign=st.sampled_from((-1.0, 1.0)),
-    )),
+    ),
     check=check_power_of_two,
 ))
 
@@ -176,8 +174,7 @@ SCALE_POSITIVE = register(Invariant(
                "to a Python float moves x̂ by at most u₆₄|x̂|/2, inside the output tolerance"),
     tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x;\varepsilon/a^2) + \tau^{out}_i(ax;\varepsilon) "
                        r"+ @{SAFETY}u\,\max_{c}|a x|\,(2+|\hat x_i|)\,|\gamma_c|/s_c(ax)")),
-    params=PositiveScale,
-    cases=lambda space: draw_cases(space, drawn(
-        PositiveScale, mantissa=st.integers(1, 63), exponent=st.integers(-4, 4))),
+    params=drawn(
+        PositiveScale, mantissa=st.integers(1, 63), exponent=st.integers(-4, 4)),
     check=check_positive_scale,
 ))

@@ -7,7 +7,7 @@ from bn_invariants.invariants.params import Shift, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import add_per_channel, draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.cases import add_per_channel, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
@@ -69,8 +69,7 @@ SHIFT_INVARIANCE = register(Invariant(
                "is exact, that last term is zero"),
     tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x) + \tau^{out}_i(x+b) + "
                        r"[\text{not exact}]\, @{SAFETY}u\,\max|x+b|\,(2+|\hat x_i|)\,|\gamma|/s")),
-    params=Shift,
-    cases=lambda space: draw_cases(space, drawn(
-        Shift, shift=strengths(), exact=st.booleans())),
+    params=drawn(
+        Shift, shift=strengths(), exact=st.booleans()),
     check=check,
 ))

@@ -11,13 +11,13 @@ from bn_invariants.invariants.params import Steps, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_finite
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.reference import radial_value
 from bn_invariants.invariants.mixing import POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight, weight_gradient
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
+from bn_invariants.invariants.preconditions import regime_in
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import SAFETY
 from bn_invariants.strategies import apply_layout, finfo, unit_roundoff
@@ -79,20 +79,19 @@ WEIGHT_NORM_NONDECREASING = register(Invariant(
          "batch-normalised layer fall over training. ε breaks the orthogonality by "
          "O(ε/σ²), so ε is taken 2⁻²⁰ of the smallest variance."),
     source="Ioffe & Szegedy (2015), section 3.3",
-    applies=("training mode with eps = 2⁻²⁰ min σ² of W u (the drawn eps where some σ² is 0); "
-             "regimes whose variance is clearly positive in every dtype (not constant_channels "
-             "or tiny_variance: there dl/dx ~ 1/√ε overflows half types); every rank, dtype, "
-             "layout and option; 1 to 4 steps, the first moving W by lr ∈ {1/8, 1/2, 1} of "
-             "its norm, stopping early once W u could pass half the dtype's largest value"),
+    applies=("training mode with eps = 2⁻²⁰ min σ² of W u (the drawn eps where some σ² is 0)",
+             regime_in(POSITIVE_VARIANCE, "regimes whose variance is clearly positive in every "
+                       "dtype (not constant_channels or tiny_variance: there dl/dx ~ 1/√ε "
+                       "overflows half types)"),
+             "every rank, dtype, layout and option; 1 to 4 steps, the first moving W by lr ∈ "
+             "{1/8, 1/2, 1} of its norm, stopping early once W u could pass half the dtype's "
+             "largest value"),
     tolerance=("the radial term 2η|⟨W, ∇⟩| itself (its exact value, O(ε/σ²), plus the "
                "weight-gradient-radial tolerance), the rounding of W_{t+1} to the dtype "
                "(2u‖W_t − η∇‖²) and the float64 evaluation of the norms"),
     tolerance_formula=(tex(r"\tau_c = 2\eta\big(|r_c| + \tau^{rad}_c\big) + @{SAFETY}\big(2u\|W_t-\eta\nabla_t\|_c^2"
                        r" + u_{64}K(\|W_t\|_c^2+\|W_{t+1}\|_c^2+\eta^2\|\nabla_t\|_c^2)\big)")),
-    params=Steps,
-    cases=lambda space: draw_cases(space, drawn(
-        Steps, steps=st.integers(1, 4), lr=st.sampled_from((0.5, 0.125, 1.0))),
-        regimes_allowed=POSITIVE_VARIANCE),
+    params=drawn(Steps, steps=st.integers(1, 4), lr=st.sampled_from((0.5, 0.125, 1.0))),
     check=check_norm,
 ))
 
@@ -166,8 +165,7 @@ VARIANCE_HELD_OUT_DRIFT = register(Invariant(
                "rounding of a per step"),
     tolerance_formula=(tex(r"\tau^{a}_c = \tau^{rad}_c/|a_c|,\quad |a_T - a_0|_c \le \sum_t "
                        r"\big(\eta(|r_{t,c}|/|a_{t,c}| + \tau^a_{t,c}) + @{SAFETY}u|a_{t,c}|\big)")),
-    params=Steps,
-    cases=lambda space: draw_cases(space, drawn(
-        Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0)))),
+    params=drawn(
+        Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0))),
     check=check_scale_drift,
 ))

@@ -7,7 +7,7 @@ from bn_invariants.invariants.distributed.pool import PoolError, WorkerTimeout, 
 from bn_invariants.invariants.distributed.run import run_ranks
 from bn_invariants.invariants.distributed.split import slice_bounds
 from bn_invariants.invariants.distributed.tasks import forward_only
-from bn_invariants.invariants.registry import DistCase
+from bn_invariants.invariants.cases import DistCase
 from bn_invariants.invariants.subjects import SubjectError
 from bn_invariants.strategies import Problem
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.params import Params
-from bn_invariants.invariants.registry import DistCase
+from bn_invariants.invariants.cases import DistCase
 from bn_invariants.strategies import problems
 
 MAX_SLICE = 4
