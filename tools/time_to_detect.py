@@ -27,6 +27,7 @@ differ a little from the kill matrix's and from pytest's.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -105,7 +106,7 @@ def describe(case) -> dict:
     return {"shape": list(shape), "numel": math.prod(shape), "dtype": problem.dtype,
             "layout": problem.layout, "regime": problem.regime, "severity": problem.severity,
             "seed": problem.seed, "options": jsonable(vars(problem.options)),
-            "params": jsonable(dict(case.params)), "repr": repr(case)}
+            "params": jsonable(dataclasses.asdict(case.params)), "repr": repr(case)}
 
 
 def replayed_last(error, case) -> bool:
