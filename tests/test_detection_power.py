@@ -165,7 +165,8 @@ WEIGHT_PAST_THE_RANGE = Problem((100000, 3), "float16", seed=1, cotangent_regime
 
 
 @pytest.mark.parametrize("invariant_id, params", [
-    ("weight-gradient-radial", {}), ("weight-norm-nondecreasing", {"steps": 1, "lr": 0.5})])
+    ("weight-gradient-radial", Params()), ("weight-norm-nondecreasing", Steps(steps=1, lr=0.5))],
+    ids=["radial", "norm"])
 def test_a_float16_weight_gradient_past_the_range_is_its_rounding_not_a_violation(
         invariant_id, params):
     """Measured: torch gives dl/dW[2, 2] = -inf, the float16 rounding of the exact -73146;
@@ -179,4 +180,4 @@ def test_a_weight_gradient_row_past_the_range_is_still_checked_entry_by_entry():
     -43374 ± 3.5e4 (row 2 may pass 65504, so its entries are checked, not its radial part)."""
     with pytest.raises(InvariantViolation, match=r"dl/dW_2\[0\]=-76\.375"):
         check_case(REGISTRY["weight-gradient-radial"], DETACHED_VARIANCE,
-                   Case(WEIGHT_PAST_THE_RANGE, {}))
+                   Case(WEIGHT_PAST_THE_RANGE, Params()))
