@@ -248,4 +248,4 @@ def reproduce(invariant, subject: Subject, case, message: str,
     if found is None:
         return ""
     built, call, index, tol = found
-    return script(subject.name, built, call, index, tol, _VIOLATION.match(message)["what"])
+    return script(subject.spec, built, call, index, tol, _VIOLATION.match(message)["what"])

@@ -210,3 +210,37 @@ def test_a_weight_gradient_row_past_the_range_is_still_checked_entry_by_entry():
     with pytest.raises(InvariantViolation, match=r"dl/dW_2\[0\]=-76\.375"):
         check_case(REGISTRY["weight-gradient-radial"], DETACHED_VARIANCE,
                    Case(WEIGHT_PAST_THE_RANGE, Params()))
+
+
+def test_an_eval_output_past_the_range_may_round_to_infinity():
+    """Soak seed 1 after the offset regime reached 8/sqrt(u_acc): float16 (2, 1, 1, 1) with
+    running statistics far from the batch's gives an exact a x + c of -4.4e5, past
+    float16's 65504; torch's -inf is that value rounded, not a violation."""
+    batchnorm2d = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.BatchNorm2d")
+    problem = Problem((2, 1, 1, 1), "float16", regime="offset", severity=0.8125, seed=0)
+    assert not caught(batchnorm2d, "eval-affine-map", problem)
+
+
+class OffByOne(torch.nn.BatchNorm1d):
+    """torch's BatchNorm1d plus one: a violation whose reproduction is a script."""
+
+    def forward(self, x):
+        return super().forward(x) + 1
+
+
+def test_a_reproduction_script_imports_its_subject_by_its_spec():
+    """A stand-alone reproduction printed `import torch.nn.BatchNorm2d` (the display name),
+    which is no module: it imports the module of the subject's loadable spec."""
+    import importlib
+    import re
+
+    from bn_invariants.invariants.reproduction import reproduce
+
+    subject = Subject("off-by-one", OffByOne)  # a display name, not a spec
+    case = Case(Problem((8, 3), "float32", seed=0), Params())
+    with pytest.raises(InvariantViolation) as violation:
+        check_case(REGISTRY["agrees-with-reference"], subject, case)
+    text = reproduce(REGISTRY["agrees-with-reference"], subject, case, str(violation.value))
+    compile(text, "repro.py", "exec")
+    imported = re.search(r"^import (\S+)$", text.split("import torch\n", 1)[1], re.M).group(1)
+    assert imported == __name__ and f"{imported}.OffByOne(" in text

@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from bn_invariants.invariants import REGISTRY
-    ids = args.invariants.split(",") if args.invariants else sorted(REGISTRY)
+    ids = args.invariants.split(",") if args.invariants else sorted(
+        i for i, inv in REGISTRY.items() if inv.kind == "single")
     old = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}
     margins = {**old.get("margins", {}), **measure(ids, args.max_examples)}
     import torch
