@@ -290,6 +290,9 @@ def margin_line(invariant, margins) -> str:
     if margins is None or invariant.id not in margins.get("margins", {}):
         return "**Margin on torch.** not measured yet (`python3 -m tools.margins`)."
     row = margins["margins"][invariant.id]
+    if invariant.id in margins.get("envelopes", {}):
+        return (f"**Margin on torch.** not a margin: {margins['envelopes'][invariant.id]}, so "
+                f"error / bound is near 1 by construction.")
     if not row:
         return "**Margin on torch.** nothing to measure on the CPU."
     numbers = [v for v in row.values() if isinstance(v, (int, float))]
