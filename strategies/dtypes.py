@@ -90,7 +90,9 @@ def max_offset_ratio(name: str, reduction_length: int, accumulated: bool = False
     shows: u of the accumulation dtype (float32 for half types), up to the larger of
     the ratio at which a blocked sum's mean is 1/64 of std off, 1 / (128 sqrt(n) u),
     and 8 / sqrt(u), past which E[x^2] - E[x]^2 loses every bit of the variance (it
-    comes out zero or negative) while a sum of squares stays positive.  Capped at 1e8.
+    comes out zero or negative) while a sum of squares stays positive.  Capped at 1e8, and
+    at a quarter of the dtype's largest value, so that the values themselves (about
+    |mean| + 5 std, std 1) stay finite: float16's 65504 is reached at n = 2 otherwise.
 
     >>> round(max_offset_ratio("float32", 16))
     16384
@@ -98,7 +100,8 @@ def max_offset_ratio(name: str, reduction_length: int, accumulated: bool = False
     n = max(reduction_length, 1)
     if accumulated:
         u = unit_roundoff(accumulation_dtype(name))
-        return min(1e8, max(1.0 / (64.0 * blocked_summation_factor(n) * u), 8.0 / math.sqrt(u)))
+        largest = min(1e8, finfo(name).max / 4)
+        return min(largest, max(1.0 / (64.0 * blocked_summation_factor(n) * u), 8.0 / math.sqrt(u)))
     return max(1.0, min(1e8, 1.0 / (64.0 * n * unit_roundoff(name))))
 
 

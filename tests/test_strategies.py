@@ -148,3 +148,13 @@ def test_input_never_aliases_the_cached_values():
     x.add_(1.0)
     assert not torch.equal(x, p.values)
     assert torch.equal(p.input(), p.values)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("shape", [(2, 1), (2, 3, 1, 1), (100000, 1)])
+def test_the_offset_regime_stays_inside_the_dtype(dtype, shape):
+    """Found by a soak: with the statistics' ratio 1.3e5 at n = 2, float16 offset values
+    at severity 1 were [-inf, -inf]."""
+    for seed in range(4):
+        values = S.Problem(shape, dtype, regime="offset", severity=1.0, seed=seed).values
+        assert bool(torch.isfinite(values).all()), (seed, values.flatten()[:4])
