@@ -7,7 +7,7 @@ from functools import cached_property
 
 import torch
 from hypothesis import (HealthCheck, Phase, currently_in_test_context, find, given, note,
-                        settings as hsettings, target)
+                        seed as hseed, settings as hsettings, target)
 from hypothesis.errors import NoSuchExample
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
@@ -167,20 +167,29 @@ def target_for(invariant: Invariant, subject: Subject, space: Space,
     return Target(invariant, subject, applicable, reference, replicas, regional)
 
 
-def find_violation(target: Target, settings: hsettings | None = None):
+def find_violation(target: Target, settings: hsettings | None = None, seed: int | None = None):
     """Search for a counterexample; return the (shrunk) exception, or None.  Where the
     search finds none, the target's long cases (``Target.long_cases``, which every pytest
-    run checks too) are checked, so a bug that lives only on a long-reduction path counts."""
+    run checks too) are checked, so a bug that lives only on a long-reduction path counts.
+    ``seed`` draws with that seed (``hypothesis.seed``), derandomized or not: one seeded run."""
     @given(case=target.cases())
     def search(case):
         target.check(case)
 
     if settings is not None:
         search = settings(search)
+    if seed is not None:
+        search = hseed(seed)(search)
     try:
         search()
     except Exception as exc:  # the shrunk failure, re-raised by Hypothesis
         return exc
+    return check_long_cases(target)
+
+
+def check_long_cases(target: Target):
+    """The first exception a long case of ``target`` raises (``Target.long_cases``; one
+    the subject declines is skipped), or None: the same in every run, whatever the seed."""
     for case in target.long_cases():
         try:
             target.check(case)

@@ -64,7 +64,7 @@ def subjects() -> dict:
     from bn_invariants import zoo
     table = {"ReferenceBatchNorm": (REFERENCE_SUBJECT, CONTROL_BUG,
                                     "invariants/reference.py: the float64 oracle")}
-    for cls in zoo.CONTROLS + zoo.MUTANTS + zoo.PATH_MUTANTS:
+    for cls in zoo.CONTROLS + zoo.MUTANTS:
         bug = CONTROL_BUG if cls in zoo.CONTROLS else cls.BUG
         table[cls.__name__] = (Subject(zoo.spec(cls), cls), bug, cls.SOURCE)
     table.update(distributed_subjects())
