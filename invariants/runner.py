@@ -57,10 +57,11 @@ class Target:
         them; else its first dtype), each stretched to ``n`` values per channel; empty where
         its cases are never long (single values, empty batches, finite differences).
         Every run checks them, so a kernel's long-reduction path is reached every time, in
-        bfloat16 and where a subtler bug shows, in float32.  None for a distributed
-        invariant: its cases carry per-rank slices drawn for their batch (distributed/split.py
-        draws no long reductions), which a stretched shape would not match."""
-        if not self.space or not self.invariant.long_reductions or self.invariant.kind != "single":
+        bfloat16 and where a subtler bug shows, in float32.  Empty for a distributed
+        invariant too: its cases carry per-rank slices drawn for their batch (distributed/
+        split.py draws no long reductions), which a stretched shape would not match."""
+        distributed = self.invariant.kind != "single"
+        if not self.space or not self.invariant.long_reductions or distributed:
             return ()
         dtypes = [d for d in LONG_DTYPES if d in self.space.dtype_ranks]
         found = (_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1])

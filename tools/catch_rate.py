@@ -44,9 +44,9 @@ def seeded_runs(target, runs: int = SEEDS, max_examples: int = MAX_EXAMPLES) -> 
     """``{"search": the seeds whose search finds a violation, "long_case": whether the long
     cases do (None where the invariant has none)}`` for ``target`` over ``runs`` seeds."""
     from bn_invariants.invariants.runner import check_long_cases, find_violation
-    search = SearchOnly(target)
+    search, settings = SearchOnly(target), seeded_settings(max_examples)
     caught = [s for s in range(runs)
-              if classify(find_violation(search, seeded_settings(max_examples), seed=s)) == "caught"]
+              if classify(find_violation(search, settings, seed=s)) == "caught"]
     long_case = classify(check_long_cases(target)) == "caught" if target.long_cases() else None
     return {"search": caught, "long_case": long_case}
 
