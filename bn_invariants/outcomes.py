@@ -74,8 +74,7 @@ class Outcomes:
         case = getattr(violation, "reproduction", None)
         if case is None:
             return ""
-        reference = self.reference if target.invariant.needs_reference else None
-        return reproduce(target.invariant, target.subject, case, str(violation), reference)
+        return reproduce(target.invariant, target.subject, case, str(violation), self.reference)
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" and getattr(report, "wasxfail", "").startswith(INHERITED):
@@ -121,7 +120,8 @@ def short_block(target, violation, script: str = "") -> str:
 
 def compact(value) -> str:
     """``repr`` of a dataclass with only the fields that differ from their defaults
-    (recursively), so a Case reads Case(problem=Problem(shape=(2, 1)), params={})."""
+    (recursively), so a Case reads Case(problem=Problem(shape=(2, 1)), params=Steps(steps=2,
+    lr=1.0))."""
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
     parts = []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from bn_invariants.invariants.capabilities import Capabilities, probe_capabilities
 from bn_invariants.invariants.coverage import describe, probe
 from bn_invariants.invariants.diagnosis import Diagnosis, diagnose
-from bn_invariants.invariants.registry import Space
+from bn_invariants.invariants.cases import Space
 from bn_invariants.strategies import RANKS
 
 

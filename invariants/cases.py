@@ -1,21 +1,68 @@
-"""Drawing Cases: what every family of the catalogue draws its examples with."""
+"""Cases: what a subject accepts (Space), one drawn example (Case, DistCase), and how
+every family of the catalogue draws them."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.invariants.registry import Case, Space
+from bn_invariants.invariants.params import Params
 from bn_invariants.invariants.reference import channel_view
-from bn_invariants.strategies import bn_options, max_offset_ratio, problems
+from bn_invariants.strategies import Problem, max_offset_ratio, problems
+
+
+@dataclass(frozen=True)
+class Space:
+    """What a subject accepts on one device: dtype name -> accepted ranks."""
+
+    device: str
+    dtype_ranks: Mapping[str, tuple]
+    refusal: str = ""
+    """The first error a refused input raised, to explain an empty space."""
+
+    def restrict(self, dtypes=None, ranks=None) -> "Space":
+        """The part of this space inside ``dtypes`` and ``ranks`` (None: no limit)."""
+        kept = {}
+        for dtype, accepted in self.dtype_ranks.items():
+            if dtypes is not None and dtype not in dtypes:
+                continue
+            rs = tuple(r for r in accepted if ranks is None or r in ranks)
+            if rs:
+                kept[dtype] = rs
+        return Space(self.device, kept, self.refusal)
+
+    def __bool__(self) -> bool:
+        return bool(self.dtype_ranks)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn example: a Problem plus the invariant's own parameters, typed
+    (invariants/params.py).  Its repr is Python that rebuilds it."""
+
+    problem: Problem
+    params: Params = Params()
+
+
+@dataclass(frozen=True)
+class DistCase(Case):
+    """A distributed example: the problem's batch split over W = len(sizes) ranks,
+    rank r holding the next ``sizes[r]`` samples."""
+
+    sizes: tuple = ()
+
 
 
 def draw_cases(space: Space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:
-    """Cases whose problem lies in ``space``; ``params`` is a strategy of dicts."""
+    """Cases whose problem lies in ``space``; ``params`` is a strategy of the invariant's
+    Params (``drawn(Kind, field=strategy, ...)``; None: no params)."""
     return st.builds(
         Case,
         problem=problems(device=space.device, dtype_ranks=dict(space.dtype_ranks),
                          **problem_kwargs),
-        params=params if params is not None else st.just({}),
+        params=params if params is not None else st.just(Params()),
     )
 
 
@@ -40,6 +87,3 @@ def add_per_channel(values: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """values + b broadcast over channels (float64, exact for float64 inputs)."""
     return values + channel_view(b, values.dim())
 
-
-TRACKED = bn_options(track_running_stats=True)
-"""Options drawn with running statistics, for the invariants that read them."""

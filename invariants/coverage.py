@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.invariants.assertions import is_device_fault
-from bn_invariants.invariants.registry import Space
+from bn_invariants.invariants.cases import Space
 from bn_invariants.invariants.subjects import Subject, SubjectError
 from bn_invariants.strategies import DTYPE_NAMES, RANKS, BNOptions, torch_dtype
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bn_invariants.invariants.registry import Case, Invariant
+from bn_invariants.invariants.cases import Case
+from bn_invariants.invariants.registry import Invariant
 
 
 def torch_minor(version: str) -> str:

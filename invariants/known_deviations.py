@@ -13,7 +13,9 @@ from torch import nn
 
 from bn_invariants.invariants import catalogue  # noqa: F401  (registers every invariant)
 from bn_invariants.invariants.deviations import KnownDeviation
-from bn_invariants.invariants.registry import REGISTRY, Case, Space
+from bn_invariants.invariants.params import BiasOffset, Extreme, Params, Scale, Shift, Steps
+from bn_invariants.invariants.cases import Case, Space
+from bn_invariants.invariants.registry import REGISTRY
 from bn_invariants.invariants.subjects import TORCH_FACTORIES, FunctionalBatchNorm
 from bn_invariants.strategies import BNOptions, Problem
 
@@ -82,14 +84,14 @@ def half_backward_overflow_cases():
         seed=1)))
 
 
-def half_backward_tiny_variance_cases(params=None):
+def half_backward_tiny_variance_cases(params: Params = Params()):
     """(factories, counterexample) for the float16 backward overflow through 1/(var + eps):
     the long-reduction shapes, one channel, strided, tiny variance (std 1e-3), eps = 1e-7;
     ``params`` are the invariant's own."""
     seeds = (1, 1, 2)  # the first seed that fails for each family
     return _long_reduction_cases(lambda shape, family: Case(Problem(
         shape=shape, dtype="float16", layout="strided", regime="tiny_variance",
-        seed=seeds[family], options=BNOptions(eps=1e-7)), params or {}))
+        seed=seeds[family], options=BNOptions(eps=1e-7)), params))
 
 
 def half_backward_overflow(invariant_id: str, cases, measured: str) -> list[KnownDeviation]:
@@ -105,20 +107,20 @@ def half_backward_overflow(invariant_id: str, cases, measured: str) -> list[Know
 # times the per-channel sum of g (x - mean) pass 65504.
 TINY_VARIANCE_OVERFLOWS = {
     "input-gradient-closed-form": (
-        {}, "dl/dx is NaN in all 100000 elements of the channel; the float64 closed form "
+        Params(), "dl/dx is NaN in all 100000 elements of the channel; the float64 closed form "
             "gives 389.4 ± 29 at the first (1/var = 9e5, sum g (x - mean) = 0.27 per 1e5 "
             "values)"),
     "input-gradient-sums-to-zero": (
-        {}, "sum_i dl/dx_i is NaN where it should be 0 ± 1.9e6"),
+        Params(), "sum_i dl/dx_i is NaN where it should be 0 ± 1.9e6"),
     "zero-bias-gradient": (
-        {"bias": 0.0}, "dl/db is NaN where it should be 0 ± 3.5e6: the paper's zero "
-                       "gradient, lost to the overflow"),
+        BiasOffset(bias=0.0), "dl/db is NaN where it should be 0 ± 3.5e6: the paper's "
+                              "zero gradient, lost to the overflow"),
     "no-bias-drift": (
-        {"steps": 2, "lr": 1.0}, "b_1 is NaN after one step of gradient descent on b"),
+        Steps(steps=2, lr=1.0), "b_1 is NaN after one step of gradient descent on b"),
     "variance-held-out-drift": (
-        {"steps": 2, "lr": 1.0}, "dl/da is NaN where the float64 value is -45.2 ± 1.3e4"),
+        Steps(steps=2, lr=1.0), "dl/da is NaN where the float64 value is -45.2 ± 1.3e4"),
     "weight-gradient-radial": (
-        {}, "<W, dl/dW> is NaN where the float64 value is -5.57 ± 7.9e3"),
+        Params(), "<W, dl/dW> is NaN where the float64 value is -5.57 ± 7.9e3"),
 }
 
 # Heavy tails over a long reduction: |sum g (x - mean)| = 1.4e5 > 65504.
@@ -148,7 +150,7 @@ HALF_BACKWARD = [
         [(TORCH_FACTORIES, Case(
             problem=Problem(shape=(2, 3, 224, 224), dtype="float16", layout="channels_last",
                             regime="heavy_tails", severity=0.5625, seed=0),
-            params={"scale": 4.0}))],
+            params=Scale(scale=4.0)))],
         measured=("4 dl/dW(4W; 16 eps) is NaN in 3 of 9 elements (expected 283, 26.25, 156.75; "
                   "tolerance finite): every one of the 100352 dl/dx of channel 0 is NaN, where "
                   "the float64 closed form has |dl/dx| <= 0.0245; the unscaled run and the "
@@ -158,7 +160,7 @@ HALF_BACKWARD = [
         [(TORCH_FACTORIES, Case(
             problem=Problem(shape=(100000, 2), dtype="float16", layout="strided",
                             regime="heavy_tails", severity=0.75, seed=0),
-            params={"steps": 1, "lr": 0.5}))],
+            params=Steps(steps=1, lr=0.5)))],
         measured=("dl/dW is NaN in row 1 (the reference subject gives [-92.8, 52.6]), so the "
                   "norm identity reads NaN: channel 1 of W u has var 2.1e4, |x| <= 2254 and "
                   "sum g (x - mu) = 6.9e4 > 65504; channel 0 (sum 3.5e3) is fine")),
@@ -244,7 +246,7 @@ def _overflow_case(dtype: str, rank: int, position: float) -> Case:
     """Two values in one channel, so large that their squares overflow the accumulation dtype."""
     shape = (2, 1) + (1,) * (rank - 2)
     return Case(problem=Problem(shape=shape, dtype=dtype),
-                params={"position": position, "spread": 0})
+                params=Extreme(position=position, spread=0))
 
 
 EXTREME_MAGNITUDES = [
@@ -471,7 +473,7 @@ def _half_informative(shape, layout="contiguous", heavy_tails=False) -> Problem:
 
 CUDA_HALF_BACKWARD = [
     _cuda_entry(invariant_id, (factory,), "float16",
-                Case(problem, params={"steps": 1, "lr": lr}), measured,
+                Case(problem, params=Steps(steps=1, lr=lr)), measured,
                 CUDA_HALF_BACKWARD_NAN, contiguous_or_strided, "contiguous or strided storage")
     for invariant_id, factory, problem, lr, measured in (
         ("weight-norm-nondecreasing", nn.BatchNorm2d, _half_informative((2, 2, 224, 224)), 0.5,
@@ -521,7 +523,7 @@ CUDA_SHIFTED_MEAN_NAN = _cuda_entry(
     "shift-invariance", RANK_FAMILIES[0], "float32",
     Case(_on_cuda(Problem(shape=(2, 6), dtype="float32", regime="magnitude", severity=1.0,
                           seed=1, cotangent_regime="informative")),
-         params={"shift": 0.25, "exact": False}),
+         params=Shift(shift=0.25, exact=False)),
     ("BN(x + b)[0, 0] = nan (both elements of channel 0) where BN(x) = 1.1673 ± 2.78e-05: "
      "channel 0 of fl32(x + b) is -2.18e19 and -2.44e19 (max|x + b| = 2^64.4), its mean "
      "-2.31e19 and variance 1.65e36 are finite in float32 (max 3.4e38), mean^2 = 5.3e38 "

@@ -4,55 +4,29 @@ Tests, the run's report and the catalogue docs are all generated from REGISTRY.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Callable
 
 from hypothesis import strategies as st
 
-
-@dataclass(frozen=True)
-class Space:
-    """What a subject accepts on one device: dtype name -> accepted ranks."""
-
-    device: str
-    dtype_ranks: Mapping[str, tuple]
-    refusal: str = ""
-    """The first error a refused input raised, to explain an empty space."""
-
-    def restrict(self, dtypes=None, ranks=None) -> "Space":
-        """The part of this space inside ``dtypes`` and ``ranks`` (None: no limit)."""
-        kept = {}
-        for dtype, accepted in self.dtype_ranks.items():
-            if dtypes is not None and dtype not in dtypes:
-                continue
-            rs = tuple(r for r in accepted if ranks is None or r in ranks)
-            if rs:
-                kept[dtype] = rs
-        return Space(self.device, kept, self.refusal)
-
-    def __bool__(self) -> bool:
-        return bool(self.dtype_ranks)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One drawn example: a Problem plus the invariant's own parameters."""
-
-    problem: object
-    params: Mapping = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"Case(problem={self.problem!r}, params={dict(self.params)!r})"
+from bn_invariants.invariants.cases import Space, draw_cases
+from bn_invariants.invariants.params import NO_PARAMS, Drawn
+from bn_invariants.invariants.preconditions import Precondition
+from bn_invariants.strategies import bn_options
 
 
 @dataclass(frozen=True)
 class Invariant:
     """A property every correct batch norm satisfies.
 
-    ``cases(space)`` draws Cases inside ``space``; ``check(subject, case)`` raises
-    InvariantViolation when the subject breaks the property, Unsupported when the
-    subject declines the operation outright.  A differential invariant
-    (``needs_reference``) is called ``check(subject, case, reference)``.
+    ``draw(space)`` is the strategy of its Cases inside ``space``: ``cases(space,
+    params, **narrowing)`` (``draw_cases`` unless it draws its own problems), with
+    ``params`` the strategy of its typed params and ``narrowing`` what its
+    preconditions add; a precondition that cannot narrow the draw filters it.
+    Every check is ``check(subject, case, reference)``: it raises InvariantViolation
+    when the subject breaks the property, Unsupported when the subject declines the
+    operation outright; ``reference`` is the implementation of --bn-ref (the float64
+    oracle by default), read only by a differential invariant (``needs_reference``).
     ``dtypes``/``ranks``/``devices`` limit where it applies (None: everywhere).
     """
 
@@ -62,14 +36,19 @@ class Invariant:
     statement: str
     why: str
     source: str
-    applies: str
+    applies: str | tuple
+    """Where it applies, in words: a sentence, or parts joined by "; ", each
+    Precondition among them one part (its text and its predicate are one object)."""
     tolerance: str
     tolerance_formula: str
-    cases: Callable[[Space], st.SearchStrategy]
     check: Callable
+    cases: Callable = draw_cases
+    params: Drawn = NO_PARAMS
+    """Its params: their type (``params.kind``) and how each field is drawn."""
     dtypes: tuple | None = None
     ranks: tuple | None = None
     needs_reference: bool = False
+    """Whether its check compares the subject with ``reference`` (the docs say so)."""
     devices: tuple | None = None
     long_reductions: bool = True
     """Whether its cases may be long reductions (False for single values, empty batches and
@@ -78,6 +57,33 @@ class Invariant:
     """"single": checked on one process against a Subject (tests/test_invariants.py);
     "distributed": checked on W ranks of a process group against a DistSubject
     (invariants/distributed, tests/test_distributed.py)."""
+
+    @property
+    def preconditions(self) -> tuple:
+        """The Preconditions among the parts of ``applies``."""
+        parts = (self.applies,) if isinstance(self.applies, str) else self.applies
+        return tuple(p for p in parts if isinstance(p, Precondition))
+
+    @property
+    def applies_text(self) -> str:
+        """``applies`` as one sentence."""
+        if isinstance(self.applies, str):
+            return self.applies
+        return "; ".join(str(part) for part in self.applies)
+
+    def draw(self, space: Space) -> st.SearchStrategy:
+        """The strategy of Cases this invariant checks inside ``space``."""
+        narrowing, options = {}, {}
+        for condition in self.preconditions:
+            narrowing.update(condition.problems)
+            options.update(condition.options)
+        if options:
+            narrowing["options"] = bn_options(**options)
+        cases = self.cases(space, self.params.strategy(), **narrowing)
+        filters = tuple(c.holds for c in self.preconditions if not c.narrows)
+        if not filters:
+            return cases
+        return cases.filter(lambda case: all(holds(case) for holds in filters))
 
     def applies_on(self, device: str) -> bool:
         """Whether this invariant applies on ``device`` ("cpu", "cuda")."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bn_invariants.invariants.subjects import Subject
+from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 
 INLINE_LIMIT = 48
 """Tensors with more elements than this go to a saved file."""
@@ -234,16 +234,14 @@ def _py(value) -> str:
     return repr(value)
 
 
-def reproduce(invariant, subject: Subject, case, message: str, reference=None) -> str:
+def reproduce(invariant, subject: Subject, case, message: str,
+              reference: Subject = REFERENCE_SUBJECT) -> str:
     """The reproduction of ``message`` (a violation of ``invariant`` by ``subject`` on
     ``case``), or '' when it is not a forward output out of bounds."""
     from bn_invariants.invariants.runner import check_case
     log: list = []
     try:
-        if reference is None:
-            check_case(invariant, recording(subject, log), case)
-        else:
-            check_case(invariant, recording(subject, log), case, reference)
+        check_case(invariant, recording(subject, log), case, reference)
     except Exception:  # noqa: BLE001  (the violation again, as expected)
         pass
     found = find_call(log, message)

@@ -12,7 +12,8 @@ from hypothesis.errors import NoSuchExample
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.assertions import Unsupported, is_device_fault, recording_ratios
-from bn_invariants.invariants.registry import Invariant, Space
+from bn_invariants.invariants.cases import Space
+from bn_invariants.invariants.registry import Invariant
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies.profiles import profile
 from bn_invariants.strategies.shapes import length_shape
@@ -47,7 +48,7 @@ class Target:
 
     @cached_property
     def _cases(self):
-        cases = self.invariant.cases(self.space)
+        cases = self.invariant.draw(self.space)
         if not self.excluded:
             return cases
         return cases.filter(lambda case: not any(d.contains(case.problem) for d in self.excluded))
@@ -155,10 +156,7 @@ def replicas_of(case, replicas: int):
 def check_case(invariant: Invariant, subject: Subject, case,
                reference: Subject = REFERENCE_SUBJECT) -> None:
     """Check one case outside Hypothesis (a replayed counterexample, say)."""
-    if invariant.needs_reference:
-        invariant.check(subject, case, reference)
-    else:
-        invariant.check(subject, case)
+    invariant.check(subject, case, reference)
 
 
 def target_for(invariant: Invariant, subject: Subject, space: Space,

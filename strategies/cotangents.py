@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.strategies.names import names_from
+
 
 def _signed(gen, c: int, low: float, high: float) -> torch.Tensor:
     """(1, C) magnitudes in [low, high] with random signs."""
@@ -73,7 +75,7 @@ def cotangents(*, allowed=tuple(COTANGENTS)) -> st.SearchStrategy[str]:
     >>> cotangents().example() in COTANGENTS
     True
     """
-    return st.sampled_from(tuple(name for name in COTANGENTS if name in allowed))
+    return names_from(tuple(COTANGENTS), allowed)
 
 
 def standardised(values: torch.Tensor, eps: float) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.strategies.names import names_from
+
 LAYOUTS = ("contiguous", "channels_last", "strided", "offset")
 """contiguous; channels physically last (torch.channels_last for rank 4);
 a non-contiguous view (every other element of a wider tensor); a view
@@ -41,7 +43,4 @@ def layouts(*, allowed=LAYOUTS) -> st.SearchStrategy[str]:
     >>> layouts(allowed=("strided",)).example()
     'strided'
     """
-    ordered = [name for name in LAYOUTS if name in set(allowed)]
-    if not ordered:
-        raise ValueError(f"allowed={allowed!r} names none of {LAYOUTS}")
-    return st.sampled_from(ordered)
+    return names_from(LAYOUTS, allowed)

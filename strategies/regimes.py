@@ -12,6 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies.dtypes import finfo, max_offset_ratio
+from bn_invariants.strategies.names import names_from
 from bn_invariants.strategies.shapes import reduction_length
 
 
@@ -94,7 +95,4 @@ def regimes(*, allowed=tuple(REGIMES)) -> st.SearchStrategy[str]:
     >>> regimes(allowed=("offset",)).example()
     'offset'
     """
-    ordered = [name for name in REGIMES if name in set(allowed)]
-    if not ordered:
-        raise ValueError(f"allowed={allowed!r} names none of {tuple(REGIMES)}")
-    return st.sampled_from(ordered)
+    return names_from(tuple(REGIMES), allowed)

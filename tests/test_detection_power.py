@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from bn_invariants import zoo
-from bn_invariants.invariants import REGISTRY, InvariantViolation
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants import (REGISTRY, BiasOffset, InvariantViolation, Params, PositiveScale,
+                                     Shift, Steps)
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
 from bn_invariants.strategies import Problem
@@ -15,9 +16,9 @@ DETACHED_MEAN = Subject("DetachedMean", zoo.DetachedMeanBatchNorm)
 DETACHED_VARIANCE = Subject("DetachedVariance", zoo.DetachedVarianceBatchNorm)
 
 
-def caught(subject, invariant_id, problem, params=None) -> bool:
+def caught(subject, invariant_id, problem, params=Params()) -> bool:
     try:
-        check_case(REGISTRY[invariant_id], subject, Case(problem, params or {}))
+        check_case(REGISTRY[invariant_id], subject, Case(problem, params))
     except InvariantViolation:
         return True
     return False
@@ -42,7 +43,7 @@ def test_an_informative_cotangent_catches_the_naive_rules_at_long_reductions(
     """Measured: 0 of 3 dtypes caught at (100000, 2) with g standard normal (signal 0.14 to
     0.22 of the bound); g = a_c + b_c x̂ + noise gives a signal that grows like n."""
     informative = Problem((100000, 2), dtype, seed=1, cotangent_regime="informative")
-    params = {"bias": 0.0} if invariant_id == "zero-bias-gradient" else {}
+    params = BiasOffset(bias=0.0) if invariant_id == "zero-bias-gradient" else Params()
     assert caught(subject, invariant_id, informative, params)
     assert not caught(TORCH_1D, invariant_id, informative, params)
 
@@ -53,7 +54,7 @@ def test_a_drifting_bias_is_caught_at_every_step_count(dtype, lr, steps):
     """Measured: the detached mean at (8, 2, 5, 5, 5) was caught 4/4 with one step and 0/4
     with two or more (each step's bound came from the subject's own x + b_t, summed)."""
     found = [caught(DETACHED_MEAN, "no-bias-drift", Problem((8, 2, 5, 5, 5), dtype, seed=seed),
-                    {"steps": steps, "lr": lr}) for seed in range(4)]
+                    Steps(steps=steps, lr=lr)) for seed in range(4)]
     assert all(found), found
 
 
@@ -62,7 +63,7 @@ def test_torch_does_not_drift_where_a_bias_step_rounds_the_input_coarsely():
     (within its bound) rounds x + b_1 so coarsely that step 2's exact gradient bound is
     that of another input; each step is held to the input it saw."""
     problem = Problem((2, 43), "bfloat16", seed=1427, cotangent_regime="heavy_tailed")
-    assert not caught(TORCH_1D, "no-bias-drift", problem, {"steps": 2, "lr": 0.1})
+    assert not caught(TORCH_1D, "no-bias-drift", problem, Steps(steps=2, lr=0.1))
 
 
 def test_the_gradient_sum_bound_raises_no_false_alarm_at_n_2():
@@ -70,7 +71,7 @@ def test_the_gradient_sum_bound_raises_no_false_alarm_at_n_2():
     batch norm was flagged at 1.39x the bound on this case; the bound must hold it."""
     functional = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
     case = Case(problem=Problem(shape=(2, 28), regime="mixed_scales", severity=0.875,
-                                cotangent_regime="informative"), params={"bias": 1.0})
+                                cotangent_regime="informative"), params=BiasOffset(bias=1.0))
     check_case(REGISTRY["zero-bias-gradient"], functional, case)
 
 
@@ -82,8 +83,9 @@ class AllNaNBatchNorm(zoo.ZooBatchNorm):
 
 
 @pytest.mark.parametrize("invariant_id, params", [
-    ("shift-invariance", {"shift": 0.5, "exact": False}), ("scale-invariance-positive", {"mantissa": 3, "exponent": 1}),
-    ("layout-independence", {}), ("deterministic-forward", {})])
+    ("shift-invariance", Shift(shift=0.5, exact=False)),
+    ("scale-invariance-positive", PositiveScale(mantissa=3, exponent=1)),
+    ("layout-independence", Params()), ("deterministic-forward", Params())])
 def test_an_all_nan_batch_norm_breaks_the_metamorphic_invariants(invariant_id, params):
     layout = "strided" if invariant_id == "layout-independence" else "contiguous"
     problem = Problem((8, 3), "float32", layout=layout, seed=0)
@@ -101,7 +103,7 @@ def test_a_constructed_side_outside_the_dtype_is_rejected_not_blamed():
                       options=BNOptions(eps=1e-7))
     with pytest.raises(UnsatisfiedAssumption):
         check_case(REGISTRY["scale-invariance-positive"], functional,
-                   Case(problem, {"mantissa": 32, "exponent": 4}))
+                   Case(problem, PositiveScale(mantissa=32, exponent=4)))
 
 
 def test_a_search_targets_the_error_to_bound_ratio(monkeypatch):

@@ -12,12 +12,17 @@ from torch import nn
 from bn_invariants.strategies.profiles import profile
 from bn_invariants.session import _why_empty
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
-from bn_invariants.invariants.catalogue.device_agreement import assert_steps_agree, check
+from bn_invariants.invariants.catalogue.device_agreement import assert_steps_agree
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.runner import target_for
+from bn_invariants.invariants.runner import check_case, target_for
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies import BNOptions, Problem, problems
 from bn_invariants.zoo import EpsOutsideSqrtBatchNorm, NaiveVarianceBatchNorm
+
+
+def check(subject, case):
+    """The device-agreement check of ``case``."""
+    check_case(REGISTRY["device-agreement"], subject, case)
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
 EVERY_DTYPE_RANK_4 = {d: (4,) for d in ("float32", "float64", "float16", "bfloat16")}

@@ -10,12 +10,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from bn_invariants.invariants import REGISTRY, runner
+from bn_invariants.invariants import REGISTRY, Extreme, runner
 from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.catalogue.mixed_precision import mixed_step
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.reference import BatchNormModule
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import DevicePoisoned, Target, refuse_poisoned_device
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem
@@ -60,9 +60,9 @@ def test_a_fault_while_building_is_not_the_factorys_error():
 
 
 def test_extreme_magnitudes_does_not_accept_a_fault_as_a_clear_error():
-    case = Case(Problem(shape=(2, 1)), params={"position": 0.75, "spread": 0})
+    case = Case(Problem(shape=(2, 1)), params=Extreme(position=0.75, spread=0))
     with pytest.raises(type(_fault()), match="misaligned"):
-        REGISTRY["extreme-magnitudes"].check(FAULTING, case)
+        runner.check_case(REGISTRY["extreme-magnitudes"], FAULTING, case)
 
 
 def test_the_coverage_probe_does_not_take_a_fault_for_a_refused_rank():

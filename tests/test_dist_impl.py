@@ -49,4 +49,4 @@ def test_a_broken_implementation_fails_with_a_reproducible_case():
             "[distributed-input-gradient-bn_invariants.zoo.distributed:"
             "NoAllReduceBackwardBatchNorm-cpu]") in out
     assert "sum over ranks of sum_i dl/dx_i[0]=" in out
-    assert "reproduce: Case(problem=Problem(shape=" in out and "'sizes': (" in out
+    assert "reproduce: DistCase(problem=Problem(shape=" in out and "sizes=(" in out

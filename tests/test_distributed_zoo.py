@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from bn_invariants import zoo
-from bn_invariants.invariants import REGISTRY, Case, InvariantViolation
+from bn_invariants.invariants import REGISTRY, DistCase, InvariantViolation, Params
 from bn_invariants.invariants.distributed.subjects import REFERENCE_DIST_SUBJECT, dist_subject
 from bn_invariants.invariants.runner import check_case, find_violation, target_for
 from bn_invariants.strategies import BNOptions, Problem
@@ -49,9 +49,10 @@ def test_a_shrunk_failure_reproduces_from_its_printed_case():
                    settings(search_settings(), phases=tuple(Phase)))  # shrink too
     assert isinstance(error, InvariantViolation)
     printed = repr(error.reproduction)
-    case = eval(printed, {"Case": Case, "Problem": Problem, "BNOptions": BNOptions})
+    case = eval(printed, {"DistCase": DistCase, "Params": Params, "Problem": Problem,
+                         "BNOptions": BNOptions})
     assert case == error.reproduction
-    assert case.params["sizes"] and len(case.problem.shape) == 2, f"not shrunk: {printed}"
+    assert case.sizes and len(case.problem.shape) == 2, f"not shrunk: {printed}"
     subject = dist_subject(zoo.spec(NoAllReduceBackwardBatchNorm))
     with pytest.raises(InvariantViolation) as again:
         check_case(REGISTRY["distributed-input-gradient"], subject, case)

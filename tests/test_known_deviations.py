@@ -62,10 +62,10 @@ FAULT_REPLAY_TIMEOUT_S = 120
 
 FAULT_REPLAY = """
 import sys
-from bn_invariants.invariants import BUILTIN_SUBJECTS, REGISTRY, Case
+from bn_invariants.invariants import *
 from bn_invariants.invariants.assertions import is_device_fault
 from bn_invariants.invariants.runner import check_case
-from bn_invariants.strategies import BNOptions, Problem
+from bn_invariants.strategies import *
 import torch
 try:
     subject = next(s for s in BUILTIN_SUBJECTS if s.name == sys.argv[2])

@@ -14,13 +14,17 @@ from torch import nn
 
 from bn_invariants.strategies.profiles import profile
 from bn_invariants.invariants import REGISTRY, Case, InvariantViolation, Space, Unsupported
-from bn_invariants.invariants.catalogue.mixed_precision import check
 from bn_invariants.invariants.coverage import probe
 from bn_invariants.invariants.known_deviations import DEVIATIONS
-from bn_invariants.invariants.runner import find_violation, target_for
+from bn_invariants.invariants.runner import check_case, find_violation, target_for
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem
 from bn_invariants.zoo import DowncastParametersBatchNorm, HalfStatisticsBatchNorm, ZooBatchNorm
+
+
+def check(subject, case):
+    """The mixed-precision check of ``case``."""
+    check_case(REGISTRY["mixed-precision"], subject, case)
 
 TORCH_2D = Subject("torch.nn.BatchNorm2d", nn.BatchNorm2d)
 SEARCH = profile("ci", suppress_health_check=list(HealthCheck))
@@ -130,19 +134,6 @@ def test_it_applies_to_half_types_only():
     assert set(REGISTRY["mixed-precision"].space_for(every).dtype_ranks) == {"float16", "bfloat16"}
 
 
-def test_drawn_options_keep_some_float32_state():
-    from hypothesis import given
-
-    from bn_invariants.invariants.catalogue.mixed_precision import mixed_options
-
-    @SEARCH
-    @given(options=mixed_options())
-    def holds(options):
-        assert options.affine or options.track_running_stats
-
-    holds()
-
-
 BFLOAT16 = [d for d in DEVIATIONS if d.invariant.id == "mixed-precision" and d.dtypes == ("bfloat16",)
             and d.device == "cpu"]  # CUDA's bfloat16 deviation is another (docs/gpu.md)
 
@@ -165,6 +156,6 @@ def test_a_gradient_past_the_half_range_may_round_to_inf():
         shape=(100000, 1), dtype="float16", device="cpu", layout="contiguous",
         regime="tiny_variance", severity=0.0, seed=190,
         options=BNOptions(eps=1e-07, momentum=0.1, affine=True, track_running_stats=True),
-        cotangent_regime="heavy_tailed"), params={})
+        cotangent_regime="heavy_tailed"))
     check(Subject("zoo", ZooBatchNorm), case)
     check(Subject("torch.nn.BatchNorm1d", nn.BatchNorm1d), case)

@@ -8,8 +8,8 @@ and the float16 dl/db a sum near 65504, which may round to inf.  The bound on dl
 import pytest
 import torch
 
-from bn_invariants.invariants import REGISTRY
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants import REGISTRY, BiasOffset, Steps
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 from bn_invariants.strategies import Problem
@@ -30,7 +30,7 @@ def one_thread():
 
 
 def test_torch_passes_where_only_an_overflow_within_the_bound_happens(one_thread):
-    check_case(REGISTRY["zero-bias-gradient"], FUNCTIONAL, Case(CONSTANT_CHANNELS, {"bias": 0.0}))
+    check_case(REGISTRY["zero-bias-gradient"], FUNCTIONAL, Case(CONSTANT_CHANNELS, BiasOffset(bias=0.0)))
 
 
 @pytest.mark.parametrize("problem, b_1, violated", [
@@ -49,7 +49,7 @@ def test_bias_drift_accepts_an_overflow_only_within_the_bound(problem, b_1, viol
         return drift.Trajectory(bias, torch.zeros(steps + 1, dtype=torch.float64))
 
     monkeypatch.setattr(drift, "bias_descent", overflowing_descent)
-    case = Case(problem, {"steps": 2, "lr": 1.0})
+    case = Case(problem, Steps(steps=2, lr=1.0))
     if violated:
         with pytest.raises(InvariantViolation, match="should be finite"):
             check_case(REGISTRY["no-bias-drift"], FUNCTIONAL, case)

@@ -4,7 +4,8 @@ from bn_invariants.strategies.profiles import profile
 from bn_invariants import invariants
 from bn_invariants.invariants import REGISTRY
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.params import BiasOffset, Shift
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import REPLICA_BUDGET, check_case, find_violation, replicas_of, target_for
 from bn_invariants.invariants.subjects import Subject
 from bn_invariants.strategies import BNOptions, Problem
@@ -13,7 +14,7 @@ from bn_invariants.zoo.detached_mean import DetachedMeanBatchNorm
 
 
 def test_replicas_share_everything_but_the_seed():
-    case = Case(Problem(shape=(4, 3, 2), regime="offset", seed=7), {"shift": 0.5})
+    case = Case(Problem(shape=(4, 3, 2), regime="offset", seed=7), Shift(shift=0.5, exact=False))
     variants = list(replicas_of(case, 5))
     assert variants[0] is case
     assert len({v.problem.seed for v in variants}) == 5
@@ -36,7 +37,7 @@ def test_a_failing_replica_is_reported_with_its_own_reproduction():
     assert isinstance(error, invariants.InvariantViolation)
     reported = error.reproduction
     assert reported == eval(repr(reported), {"Case": Case, "Problem": Problem,
-                                             "BNOptions": BNOptions})
+                                             "BNOptions": BNOptions, "BiasOffset": BiasOffset})
     assert reported.problem.shape == (2, 1)  # shrunk
     try:
         check_case(target.invariant, subject, reported)

@@ -17,7 +17,7 @@ from hypothesis import note
 from hypothesis import strategies as st
 
 from bn_invariants.invariants import REGISTRY, InvariantViolation
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case, find_violation
 from bn_invariants.strategies.options import BNOptions
 from bn_invariants.strategies.problems import Problem
@@ -74,7 +74,7 @@ def case_of(row) -> Case:
     problem = Problem(shape=tuple(ce["shape"]), dtype=ce["dtype"], layout=ce["layout"],
                       regime=ce["regime"], severity=ce["severity"], seed=ce["seed"],
                       cotangent_regime=ce["cotangent_regime"], options=BNOptions(**ce["options"]))
-    return Case(problem, ce["params"])
+    return Case(problem, REGISTRY[row["invariant"]].params.kind(**ce["params"]))
 
 
 def test_every_mutant_has_a_catcher(doc):

@@ -274,7 +274,7 @@ def deviation_lines(deviations) -> list[str]:
 
 def applies_text(invariant) -> str:
     """Where the invariant applies, with its dtype/rank restriction and mode."""
-    parts = [prose(invariant.applies)]
+    parts = [prose(invariant.applies_text)]
     if invariant.dtypes is not None:
         parts.append(f"dtypes: {', '.join(invariant.dtypes)}")
     if invariant.ranks is not None:

@@ -35,6 +35,7 @@ differ a little from the kill matrix's and from pytest's.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -119,7 +120,7 @@ def describe(case) -> dict:
             "layout": problem.layout, "regime": problem.regime, "severity": problem.severity,
             "seed": problem.seed, "cotangent_regime": problem.cotangent_regime,
             "options": jsonable(vars(problem.options)),
-            "params": jsonable(dict(case.params)), "repr": repr(case)}
+            "params": jsonable(dataclasses.asdict(case.params)), "repr": repr(case)}
 
 
 def replayed_last(error, case) -> bool:

@@ -5,16 +5,16 @@ import torch
 
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import closed_form, per_channel_sum, radial_value
 from bn_invariants.invariants.bounds import elementwise_tolerance, radial_reference_error, reference_xhat_error
 from bn_invariants.invariants.step import input_gradient, rounded_cotangent, trainable_affine
 from bn_invariants.invariants.bounds import parameter_gradient_tolerances
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import AFFINE
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import GRADIENT_SUM, gradient_sum_tolerance
-from bn_invariants.strategies import bn_options, finfo
+from bn_invariants.strategies import finfo
 
 
 def _gradient_and_closed_form(subject, p):
@@ -24,7 +24,7 @@ def _gradient_and_closed_form(subject, p):
     return grad.detach().to("cpu", torch.float64), stats, gamma, rounded_cotangent(p)
 
 
-def check_moments(subject, case):
+def check_moments(subject, case, reference):
     p = case.problem
     dx, stats, gamma, g = _gradient_and_closed_form(subject, p)
     ctx = context(subject, p)
@@ -60,12 +60,11 @@ INPUT_GRADIENT_SUMS_TO_ZERO = register(Invariant(
                        r"\Big(|\hat x_i|\,\tau^{dx}_i + \delta_i\big(|dx_i| + \tfrac{|\gamma|}{s}"
                        r"\tfrac{\varepsilon}{s^2}|g_i|\big)\Big),\ \delta_i = @{SAFETY}\rho_{64}"
                        r"(1+|\mu|/s+|\hat x_i|)")),
-    cases=lambda space: draw_cases(space),
     check=check_moments,
 ))
 
 
-def check_closed_form(subject, case):
+def check_closed_form(subject, case, reference):
     p = case.problem
     dx, stats, gamma, g = _gradient_and_closed_form(subject, p)
     tol = elementwise_tolerance(p.dtype, stats, g, gamma)
@@ -89,12 +88,11 @@ INPUT_GRADIENT_CLOSED_FORM = register(Invariant(
     tolerance_formula=(tex(r"\tau^{dx}_i = @{SAFETY}\rho\,\frac{|\gamma|}{s}\Big(|g_i| + |\bar g| + "
                        r"\overline{|g|} + (1+2|\hat x_i|)|\overline{g\hat x}| + |\hat x_i|"
                        r"(\overline{|g|} + \overline{|g\hat x|})\Big) + \mathrm{tiny}")),
-    cases=lambda space: draw_cases(space),
     check=check_closed_form,
 ))
 
 
-def check_parameter_gradients(subject, case):
+def check_parameter_gradients(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     trainable_affine(module, subject)
@@ -118,13 +116,12 @@ PARAMETER_GRADIENTS = register(Invariant(
     why=("y = γ x̂ + β is linear in γ and β with coefficients x̂ and 1, so their gradients "
          "are the channel sums of g x̂ and of g."),
     source="Ioffe & Szegedy (2015), section 3, the backward pass below Algorithm 1",
-    applies="training mode, affine=True; every rank, dtype and layout",
+    applies=("training mode", AFFINE, "every rank, dtype and layout"),
     tolerance=("the l1 mass of each sum times its relative error u_acc k(n) + u_out; for γ "
                "each x̂ᵢ also carries (1 + |μ|/s + |x̂ᵢ|) of it; where a bound passes the "
                "dtype's largest value, an overflow to ±inf is within it"),
     tolerance_formula=(tex(r"\tau^\beta_c = @{SAFETY}(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|,\quad "
                        r"\tau^\gamma_c = @{SAFETY}(u_{acc}k(n)+u_{out})\sum_{i\in c}|g_i|"
                        r"(1 + |\mu_c|/s_c + |\hat x_i|)")),
-    cases=lambda space: draw_cases(space, options=bn_options(affine=True)),
     check=check_parameter_gradients,
 ))

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import BiasOffset, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.cases import draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.cases import per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
 from bn_invariants.invariants.registry import Invariant, register
@@ -29,10 +29,10 @@ def bias_gradient(subject, problem, b: torch.Tensor, module=None):
     return bias.grad, shifted.detach(), module
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     eps = p.options.eps
-    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params["bias"], stream=streams.BIAS)
+    b = per_channel_offsets(p, statistics(p.values, eps).std, case.params.bias, stream=streams.BIAS)
     grad, shifted, module = bias_gradient(subject, p, b)
     stats = statistics(shifted, eps)
     gamma, _ = affine_of(module, shifted.dim())
@@ -56,6 +56,6 @@ ZERO_BIAS_GRADIENT = register(Invariant(
     tolerance=(GRADIENT_SUM.words + "; where the bound passes the dtype's largest value, an "
                "overflow to ±inf is within it"),
     tolerance_formula=GRADIENT_SUM.formula.replace(r"\tau^{grad}_c", r"\tau_c", 1),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({"bias": strengths()})),
+    params=drawn(BiasOffset, bias=strengths()),
     check=check,
 ))

@@ -16,7 +16,6 @@ from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.step import StepRecord, affine_views, momentum_factor, record_step
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from bn_invariants.invariants.assertions import is_device_fault
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import input_gradient_tolerance, parameter_gradient_tolerances, running_tolerances
 from bn_invariants.invariants.step import build
 from bn_invariants.invariants.reference import statistics
@@ -133,7 +132,7 @@ def _compare_optional(what, got, expected, tol, other: str, ctx: str) -> None:
     assert_close(what, got, expected, tol, ctx)
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     assert_steps_agree(p, (subject, p.device), (subject, "cpu"))
 
@@ -169,7 +168,6 @@ DEVICE_AGREEMENT = register(Invariant(
                        r"@{SAFETY}(u_{acc}k(n)+u_{out})\textstyle\sum_{i\in c}|g_i|(1 + "
                        r"\tfrac{|\mu_c|}{s_c} + |\hat x_i|),\ @{SAFETY}(u_{acc}k(n)+u_{out})"
                        r"\sum_{i\in c}|g_i|,\ \tau^{rm}_c,\ \tau^{rv}_c\}")),
-    cases=lambda space: draw_cases(space),
     check=check,
     devices=("cuda",),
 ))

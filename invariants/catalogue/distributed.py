@@ -19,11 +19,11 @@ from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, ru
 from bn_invariants.invariants.distributed.split import dist_cases
 from bn_invariants.invariants.distributed.tasks import forward_only, train_step
 from bn_invariants.invariants.reference import closed_form, per_channel_sum, statistics
+from bn_invariants.invariants.preconditions import AFFINE
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import rounded_cotangent
-from bn_invariants.strategies import bn_options
 
-def check_forward(subject, case):
+def check_forward(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, forward_only)
     y = stacked(answers, "y", ctx)
@@ -53,13 +53,13 @@ DISTRIBUTED_FORWARD = register(Invariant(
     tolerance_formula=(r"|y_i - \hat y_i| \le 4\big[(u_{acc}k(n)+u_{out})(1+|\mu|/s+|\hat x_i|)"
                        r"|\gamma| + u_{out}|\beta|\big] + \text{tiny},\quad k(n) = n \ge "
                        r"\max_r n_r + W - 1"),
-    cases=lambda space: dist_cases(space),
+    cases=dist_cases,
     check=check_forward,
     kind="distributed",
 ))
 
 
-def check_input_gradient(subject, case):
+def check_input_gradient(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, train_step)
     dx = stacked(answers, "dx", ctx)
@@ -92,13 +92,13 @@ DISTRIBUTED_INPUT_GRADIENT = register(Invariant(
                f"element: the input-gradient-closed-form bound of the global batch; {K_OF_N}"),
     tolerance_formula=(r"\Big|\sum_{r,i}dx_i\Big|_c \le \tau^{grad}_c(x_1\|\dots\|x_W),\quad "
                        r"|dx_i - \widehat{dx}_i| \le \tau^{dx}_i,\quad k(n) = n"),
-    cases=lambda space: dist_cases(space),
+    cases=dist_cases,
     check=check_input_gradient,
     kind="distributed",
 ))
 
 
-def check_parameter_gradients(subject, case):
+def check_parameter_gradients(subject, case, reference):
     p = case.problem
     answers, ctx = run_checked(subject, case, train_step)
     stats = statistics(p.values, p.options.eps)
@@ -121,13 +121,13 @@ DISTRIBUTED_PARAMETER_GRADIENTS = register(Invariant(
          "the single-process gradient. A batch norm that all-reduces them itself as well is "
          "counted W times."),
     source="Ioffe & Szegedy (2015), section 3; torch.nn.parallel.DistributedDataParallel",
-    applies="training mode, affine=True; W = 2 to 4 ranks, uneven slices; float32 and float64",
+    applies=("training mode", AFFINE, "W = 2 to 4 ranks, uneven slices", "float32 and float64"),
     tolerance=("the parameter-gradients bound of the global batch (each rank's sum is bounded "
                f"with k(n_r) ≤ k(n), the W-term float64 sum adds far less); {K_OF_N}"),
     tolerance_formula=(r"\tau^\beta_c = 4(u_{acc}k(n)+u_{out})\sum_{i}|g_i|,\quad "
                        r"\tau^\gamma_c = 4(u_{acc}k(n)+u_{out})\sum_{i}|g_i|"
                        r"(1 + |\mu_c|/s_c + |\hat x_i|)"),
-    cases=lambda space: dist_cases(space, options=bn_options(affine=True)),
+    cases=dist_cases,
     check=check_parameter_gradients,
     kind="distributed",
 ))

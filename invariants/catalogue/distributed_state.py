@@ -8,13 +8,14 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import Batches, Steps, drawn
 from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.bounds import batch_statistics, running_update
-from bn_invariants.invariants.cases import TRACKED
 from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, dist_context,
                                                       run_checked, run_ranks, summed)
 from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
+from bn_invariants.invariants.preconditions import TRACKED
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import drawn_running_stats, eval_map
 from bn_invariants.invariants.trajectory import DRIFT, Trajectory, check_trajectory
@@ -25,12 +26,11 @@ def stored(values: torch.Tensor, dtype) -> torch.Tensor:
     return values.to(dtype).double()
 
 
-def check_running_stats(subject, case):
+def check_running_stats(subject, case, reference):
     p = case.problem
     start_mean, start_var = drawn_running_stats(p, stream=streams.RUNNING_START)
-    batches = case.params["batches"]
-    answers, ctx = run_checked(subject, case, train_step,
-                               lambda r: {"running": (start_mean, start_var, batches)})
+    batches = case.params.batches
+    answers, ctx = run_checked(subject, case, train_step, lambda r: (start_mean, start_var, batches))
     first = answers[0]
     for rank, answer in enumerate(answers):
         for name in ("running_mean", "running_var"):
@@ -62,27 +62,25 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
          "or skips the correction, and ranks disagree."),
     source=("torch.nn.SyncBatchNorm (batch_norm_gather_stats_with_counts updates the running "
             "statistics with the global count); torch.nn.BatchNorm2d documentation"),
-    applies=("training mode, track_running_stats=True, every momentum (None: the cumulative "
-             "average after 0 to 5 earlier batches); W = 2 to 4 ranks, uneven slices; float32 "
-             "and float64"),
+    applies=("training mode", TRACKED, "every momentum (None: the cumulative average after 0 "
+             "to 5 earlier batches)", "W = 2 to 4 ranks, uneven slices", "float32 and float64"),
     tolerance=("ranks: exactly equal to rank 0; the update: the running-stats-update bound of "
                f"the global batch; {K_OF_N}"),
     tolerance_formula=(r"\hat\mu^{(r)} = \hat\mu^{(0)}\ \text{exactly},\quad "
                        r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\ k(n) = n"),
-    cases=lambda space: dist_cases(
-        space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
-        options=TRACKED),
+    params=drawn(Batches, batches=st.integers(0, 5)),
+    cases=dist_cases,
     check=check_running_stats,
     kind="distributed",
 ))
 
 
-def check_eval_local(subject, case):
+def check_eval_local(subject, case, reference):
     p = case.problem
-    starts = [drawn_running_stats(p, stream=5 + r) for r in range(len(case.params["sizes"]))]
-    answers, ctx = run_checked(subject, case, eval_step, lambda r: {"running": (*starts[r], 3)})
+    starts = [drawn_running_stats(p, stream=5 + r) for r in range(len(case.sizes))]
+    answers, ctx = run_checked(subject, case, eval_step, lambda r: (*starts[r], 3))
     rank = p.values.dim()
-    for r, ((start, stop), answer) in enumerate(zip(slice_bounds(case.params["sizes"]), answers)):
+    for r, ((start, stop), answer) in enumerate(zip(slice_bounds(case.sizes), answers)):
         buffer = getattr(torch, answer["running_dtype"])
         for name, value in zip(("running_mean", "running_var"), starts[r]):
             assert_close(f"{name} on rank {r} after eval", answer[name], stored(value, buffer),
@@ -109,21 +107,21 @@ DISTRIBUTED_EVAL_LOCAL = register(Invariant(
          "whose running statistics differ (here each rank gets its own) must each use their "
          "own. Synchronising anyway mixes them (or hangs when ranks run eval unevenly)."),
     source="torch.nn.SyncBatchNorm.forward (need_sync only in training mode)",
-    applies=("eval mode, track_running_stats=True, different running statistics on each rank; "
-             "W = 2 to 4 ranks, uneven slices; float32 and float64"),
+    applies=("eval mode", TRACKED, "different running statistics on each rank",
+             "W = 2 to 4 ranks, uneven slices", "float32 and float64"),
     tolerance=("each rank: the eval-affine-map bound from its own running statistics; the "
                "buffers and num_batches_tracked exactly unchanged"),
     tolerance_formula=(r"|y_i - (a_c x_i + c_c)| \le 4u_{acc}|a|(|x|+|\hat\mu|) + "
                        r"6u_{out}(|a|(|x|+|\hat\mu|)+|\beta|) + \text{tiny}(1+|a|)"),
-    cases=lambda space: dist_cases(space, options=TRACKED),
+    cases=dist_cases,
     check=check_eval_local,
     kind="distributed",
 ))
 
 
-def check_no_drift(subject, case):
+def check_no_drift(subject, case, reference):
     p = case.problem
-    steps, lr = case.params["steps"], case.params["lr"]
+    steps, lr = case.params.steps, case.params.lr
     ctx = f"{dist_context(subject, case)}; {steps} steps of lr {lr}"
     answers = run_ranks(subject, case, bias_descent)
     for r, answer in enumerate(answers):
@@ -151,8 +149,8 @@ DISTRIBUTED_NO_BIAS_DRIFT = register(Invariant(
              "option; 1 to 4 steps"),
     tolerance=f"the no-bias-drift bound of the global batch: {DRIFT.words}; {K_OF_N}",
     tolerance_formula=DRIFT.formula + r",\quad k(n) = n",
-    cases=lambda space: dist_cases(space, st.fixed_dictionaries({
-        "steps": st.integers(1, 4), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
+    params=drawn(Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0))),
+    cases=dist_cases,
     check=check_no_drift,
     kind="distributed",
 ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.invariants.cases import draw_cases
+from bn_invariants.invariants.params import Steps, drawn
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view
 from bn_invariants.invariants.registry import Invariant, register
@@ -34,9 +34,9 @@ def bias_descent(subject, problem, *, steps: int, lr: float, module=None) -> Tra
     return Trajectory(torch.stack(biases), torch.stack(losses))
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
-    steps, lr = case.params["steps"], case.params["lr"]
+    steps, lr = case.params.steps, case.params.lr
     module = build(subject, p)
     path = bias_descent(subject, p, steps=steps, lr=lr, module=module)
     gamma, beta = affine_of(module, p.values.dim())
@@ -58,7 +58,7 @@ NO_BIAS_DRIFT = register(Invariant(
     applies="training mode; every rank, dtype, layout and option; 1 to 6 steps",
     tolerance=DRIFT.words,
     tolerance_formula=DRIFT.formula,
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "steps": st.integers(1, 6), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
+    params=drawn(
+        Steps, steps=st.integers(1, 6), lr=st.sampled_from((1.0, 0.1, 10.0))),
     check=check,
 ))

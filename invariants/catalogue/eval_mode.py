@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Sample, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.cases import TRACKED, draw_cases
 from bn_invariants.invariants.step import drawn_running_stats, eval_map, set_running_stats
 from bn_invariants.invariants.step import build, context
+from bn_invariants.invariants.preconditions import TRACKED
 from bn_invariants.invariants.registry import Invariant, register
 
 
@@ -23,7 +24,7 @@ def eval_module(subject, problem):
     return module.eval()
 
 
-def check_affine_map(subject, case):
+def check_affine_map(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     y = module(p.input())
@@ -37,7 +38,7 @@ def state_of(module) -> dict:
     return {name: value.detach().clone() for name, value in module.state_dict().items()}
 
 
-def check_no_state_change(subject, case):
+def check_no_state_change(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     before = state_of(module)
@@ -62,14 +63,14 @@ def sample_indices(batch: int, drawn: int) -> list[int]:
     return sorted({0, batch - 1, drawn % batch})
 
 
-def check_per_sample(subject, case):
+def check_per_sample(subject, case, reference):
     p = case.problem
     module = eval_module(subject, p)
     x = p.input()
     y = module(x).detach()
     affine = eval_map(module, p.values.dim(), p.options.eps)
     tol = 2 * affine.tolerance(p.dtype, p.values)
-    for i in sample_indices(p.shape[0], case.params["sample"]):
+    for i in sample_indices(p.shape[0], case.params.sample):
         alone = module(x[i:i + 1])
         assert_close(f"BN(x[{i}:{i + 1}])", alone, y[i:i + 1], tol[i:i + 1],
                      f"{context(subject, p)}; sample {i} alone vs row {i} of the batch")
@@ -86,8 +87,8 @@ EVAL_AFFINE_MAP = register(Invariant(
          "folded into the previous layer. Using batch statistics, the wrong variance (e.g. "
          "without eps or its square root), or the default buffers in eval mode breaks it."),
     source="Ioffe & Szegedy (2015), section 3.1 and Algorithm 2",
-    applies=("eval mode, track_running_stats=True with running statistics set to drawn values "
-             "(rv > 0, on the batch's scale); every rank, dtype, layout and option"),
+    applies=("eval mode", TRACKED, "running statistics set to drawn values (rv > 0, on the "
+             "batch's scale)", "every rank, dtype, layout and option"),
     tolerance=("the roundings of the map: 1/sqrt(rv + eps) formed in the accumulation dtype "
                "(SAFETY·u_acc), then up to five roundings of the elementwise stage in the input "
                "dtype (x − rm, a rounded, × 1/s, × γ, + β; six counted), each at most "
@@ -95,7 +96,6 @@ EVAL_AFFINE_MAP = register(Invariant(
                "subnormal intermediates"),
     tolerance_formula=(tex(r"\tau_i = @{SAFETY}u_{acc}|a_c|(|x_i| + |\hat\mu_c|) + @{MAP_ROUNDINGS}u_{out}\big(|a_c|(|x_i| + "
                        r"|\hat\mu_c|) + |\beta_c|\big) + \text{tiny}\,(1+|a_c|)")),
-    cases=lambda space: draw_cases(space, options=TRACKED),
     check=check_affine_map,
 ))
 
@@ -109,11 +109,9 @@ EVAL_NO_STATE_CHANGE = register(Invariant(
          "the running statistics (or the batch count, or the affine parameters), or the model "
          "drifts just by being looked at."),
     source="torch.nn.Module.eval / torch.nn.BatchNorm2d documentation",
-    applies=("eval mode, track_running_stats=True with drawn running statistics; every rank, "
-             "dtype, layout and option"),
+    applies=("eval mode", TRACKED, "drawn running statistics", "every rank, dtype, layout and option"),
     tolerance="none: bitwise (torch.equal on every state_dict entry, same keys, dtypes, shapes)",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space, options=TRACKED),
     check=check_no_state_change,
 ))
 
@@ -126,13 +124,12 @@ EVAL_PER_SAMPLE_INDEPENDENCE = register(Invariant(
          "prediction for one input cannot depend on what it is batched with. An "
          "implementation that falls back to batch statistics in eval mode breaks this."),
     source="Ioffe & Szegedy (2015), section 3.1 (inference is a deterministic function of one input)",
-    applies=("eval mode, track_running_stats=True with drawn running statistics; every rank, "
-             "dtype, layout and option; the first, the last and a drawn sample"),
+    applies=("eval mode", TRACKED, "drawn running statistics", "every rank, dtype, layout and option",
+             "the first, the last and a drawn sample"),
     tolerance=("twice the eval-affine-map tolerance, not bitwise: both outputs approximate the "
                "same a x + c, but a kernel may take a different (vectorised, fused "
                "multiply-add or scalar-tail) path for a batch of one than for a batch of N"),
     tolerance_formula=r"|y^{alone}_i - y^{batch}_i| \le 2\,\tau^{eval}_i",
-    cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"sample": st.integers(0, 2**16)}), options=TRACKED),
+    params=drawn(Sample, sample=st.integers(0, 2**16)),
     check=check_per_sample,
 ))

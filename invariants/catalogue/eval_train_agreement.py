@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import TRACKED
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import eval_map, set_running_stats
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import TRACKED
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import output_tolerance
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     x = p.values
     stats = statistics(x, p.options.eps)
@@ -42,7 +41,7 @@ EVAL_MATCHES_TRAIN_WITH_BATCH_STATS = register(Invariant(
          "ties the eval path to the training path, catching an eval mode that applies eps, "
          "the square root, or the affine parameters differently."),
     source="Ioffe & Szegedy (2015), Algorithm 1 and Algorithm 2",
-    applies=("track_running_stats=True; running statistics set to the batch's mean and biased "
+    applies=(TRACKED, "running statistics set to the batch's mean and biased "
              "variance (float64, rounded to the buffers' dtype); every rank, dtype, layout "
              "and option"),
     tolerance=("the eval-affine-map tolerance plus the training output tolerance, plus the "
@@ -50,6 +49,5 @@ EVAL_MATCHES_TRAIN_WITH_BATCH_STATS = register(Invariant(
                "(γ x̂ + β)| computed in float64 from the stored values)"),
     tolerance_formula=(r"\tau_i = \tau^{eval}_i + \tau^{out}_i + |a_c x_i + c_c - "
                        r"(\gamma_c \hat x_i + \beta_c)|"),
-    cases=lambda space: draw_cases(space, options=TRACKED),
     check=check,
 ))

@@ -15,7 +15,8 @@ from bn_invariants.invariants.reference import closed_form
 from bn_invariants.invariants.bounds import elementwise_tolerance
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
-from bn_invariants.invariants.registry import Case, Invariant, register
+from bn_invariants.invariants.cases import Case
+from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import SAFETY, output_tolerance, relative_error
 from bn_invariants.strategies import problems, unit_roundoff
 
@@ -42,11 +43,11 @@ def _small(problem):
     return replace(problem, shape=tuple(shape))
 
 
-def small_cases(space):
-    """float64 Cases of at most MAX_ELEMENTS values in smooth regimes."""
+def small_cases(space, params):
+    """float64 Cases of at most MAX_ELEMENTS values in smooth regimes (no params)."""
     return st.builds(Case, problem=problems(
         device=space.device, dtype_ranks=dict(space.dtype_ranks), long_reductions=False,
-        regimes_allowed=SMOOTH_REGIMES, max_channels=3).map(_small), params=st.just({}))
+        regimes_allowed=SMOOTH_REGIMES, max_channels=3).map(_small))
 
 
 def _differentiable(subject, p):
@@ -92,7 +93,7 @@ def _run(check, what, subject, p, *args, **kwargs):
                                  f"[{context(subject, p)}]") from None
 
 
-def check_gradcheck(subject, case):
+def check_gradcheck(subject, case, reference):
     p = case.problem
     f, inputs, stats, gamma, beta = _differentiable(subject, p)
     h, atol, rtol, _, _ = _bounds(p, stats, gamma, beta)
@@ -136,7 +137,7 @@ def _double_backward(f, inputs, g) -> None:
         t.grad = None
 
 
-def check_gradgradcheck(subject, case):
+def check_gradgradcheck(subject, case, reference):
     p = case.problem
     f, inputs, stats, gamma, beta = _differentiable(subject, p)
     h, _, rtol, rho, jac = _bounds(p, stats, gamma, beta)

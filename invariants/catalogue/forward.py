@@ -8,14 +8,15 @@ from hypothesis import strategies as st
 
 from bn_invariants.strategies.shapes import MAX_CHANNELS
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import RedrawnChannel, drawn
 from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.preconditions import AFFINE, TWO_SAMPLES, TWO_CHANNELS
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import SAFETY, output_tolerance
-from bn_invariants.strategies import bn_options, unit_roundoff
+from bn_invariants.strategies import unit_roundoff
 
 U64 = unit_roundoff("float64")
 
@@ -44,7 +45,7 @@ def reproducible(subject, problem, y) -> bool:
 
 # --- output-moments -------------------------------------------------------------------
 
-def check_moments(subject, case):
+def check_moments(subject, case, reference):
     p = case.problem
     y, module = forward(subject, p)
     stats = statistics(p.values, p.options.eps)
@@ -87,7 +88,6 @@ OUTPUT_MOMENTS = register(Invariant(
                        r"|\mathrm{var}\,y_c - \gamma_c^2\tfrac{\sigma^2_c}{\sigma^2_c+\varepsilon}|"
                        r" \le \tfrac1n\sum_{i\in c}(2|\gamma_c\hat x_i|d_i + d_i^2) + "
                        r"4nu_{64}\mathrm{var}\,y_c,\; d_i = \tau_i + \overline{\tau}_c"),
-    cases=lambda space: draw_cases(space),
     check=check_moments,
 ))
 
@@ -103,7 +103,7 @@ def batch_permutation(problem) -> torch.Tensor:
     return perm
 
 
-def check_permutation(subject, case):
+def check_permutation(subject, case, reference):
     p = case.problem
     perm = batch_permutation(p)
     y, module = forward(subject, p)
@@ -122,11 +122,10 @@ BATCH_PERMUTATION = register(Invariant(
          "the samples; each output is then a function of its own input and those statistics. "
          "A batch norm that mixes samples up or treats sample 0 specially breaks this."),
     source="Ioffe & Szegedy (2015), Algorithm 1 (the mini-batch is a set)",
-    applies="training mode; batch size at least 2; every rank, dtype, layout and option",
+    applies=("training mode", TWO_SAMPLES, "every rank, dtype, layout and option"),
     tolerance=("the output tolerance of each of the two passes: the permuted batch is summed "
                "in another order, so the statistics may round differently"),
     tolerance_formula=r"\tau_i = 2\,\tau^{out}_i(x)",
-    cases=lambda space: draw_cases(space).filter(lambda c: c.problem.shape[0] >= 2),
     check=check_permutation,
 ))
 
@@ -143,10 +142,10 @@ def replace_channel(problem, channel: int, scale: float, offset: float) -> torch
     return values
 
 
-def check_channels(subject, case):
+def check_channels(subject, case, reference):
     p = case.problem
-    j = case.params["channel"] % p.num_features
-    changed = replace_channel(p, j, case.params["scale"], case.params["offset"])
+    j = case.params.channel % p.num_features
+    changed = replace_channel(p, j, case.params.scale, case.params.offset)
     y, module = forward(subject, p)
     y_changed, _ = forward(subject, p, changed)
     others = [c for c in range(p.num_features) if c != j]
@@ -170,24 +169,22 @@ CHANNEL_INDEPENDENCE = register(Invariant(
          "channel's output as it was: a kernel that reads a neighbour's statistics, or "
          "normalises over all channels together, breaks this."),
     source="Ioffe & Szegedy (2015), section 3.2 (per feature map, per activation)",
-    applies="training mode; at least two channels; every rank, dtype, layout and option",
+    applies=("training mode", TWO_CHANNELS, "every rank, dtype, layout and option"),
     tolerance=("exact (bitwise) when the subject is bitwise reproducible on the original input "
                "(checked with a third pass): the other channels see identical data, shape and "
                "layout, so a deterministic kernel repeats the same operations on them. Where "
                "it is not reproducible, twice the output tolerance"),
     tolerance_formula=r"\tau = 0 \text{ (reproducible)},\ \text{else } 2\,\tau^{out}_i",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "channel": st.integers(0, MAX_CHANNELS - 1),
-        "scale": st.sampled_from((4.0, 0.25, 16.0, 1 / 16)),
-        "offset": st.sampled_from((3.0, 0.0, -8.0)),
-    })).filter(lambda c: c.problem.num_features >= 2),
+    params=drawn(RedrawnChannel, channel=st.integers(0, MAX_CHANNELS - 1),
+                 scale=st.sampled_from((4.0, 0.25, 16.0, 1 / 16)),
+                 offset=st.sampled_from((3.0, 0.0, -8.0))),
     check=check_channels,
 ))
 
 
 # --- affine-semantics -----------------------------------------------------------------
 
-def check_affine(subject, case):
+def check_affine(subject, case, reference):
     p = case.problem
     y, module = forward(subject, p, options=replace(p.options, affine=True))
     xhat, plain = forward(subject, p, options=replace(p.options, affine=False))
@@ -210,9 +207,9 @@ AFFINE_SEMANTICS = register(Invariant(
          "that applies them in the wrong order ((x̂ + β)γ), to the wrong channel, or not at "
          "all is caught."),
     source="Ioffe & Szegedy (2015), Algorithm 1, last line",
-    applies="training mode; every rank, dtype, layout and option (affine forced both ways)",
+    applies=("training mode", AFFINE, "every rank, dtype and layout",
+             "the plain pass is built with affine=False"),
     tolerance=("the output tolerance of the affine pass plus |γ| times that of the plain pass"),
     tolerance_formula=r"\tau_i = \tau^{out}_i(\gamma,\beta) + |\gamma_c|\,\tau^{out}_i(1, 0)",
-    cases=lambda space: draw_cases(space, options=bn_options(affine=True)),
     check=check_affine,
 ))

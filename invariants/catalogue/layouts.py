@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import input_gradient_tolerance
 from bn_invariants.invariants.step import training_step
 from bn_invariants.invariants.step import context
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import layout_in
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import output_tolerance
 from bn_invariants.strategies import LAYOUTS
@@ -16,7 +16,7 @@ from bn_invariants.strategies import LAYOUTS
 OTHER_LAYOUTS = tuple(name for name in LAYOUTS if name != "contiguous")
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     plain = dataclasses.replace(p, layout="contiguous")
     g = p.cotangent().to(p.torch_dtype).double()
@@ -45,13 +45,13 @@ LAYOUT_INDEPENDENCE = register(Invariant(
          "mixes channels; one that ignores the storage offset reads the wrong values."),
     source=("PyTorch documentation: Tensor Attributes (torch.memory_format) and Tensor Views; "
             "the channels-last memory format tutorial"),
-    applies="training mode; every rank, dtype, regime and option; non-contiguous layouts",
+    applies=("training mode", "every rank, dtype, regime and option",
+             layout_in(OTHER_LAYOUTS, "non-contiguous layouts")),
     tolerance=("twice the output tolerance of agrees-with-reference, and twice the input-"
                "gradient tolerance of differential-agreement: each layout is within its bound "
                "of the exact value, and a kernel may reduce in another order for another "
                "layout"),
     tolerance_formula=(r"\tau_i = 2\,\tau^{out}_i \text{ (output)},\quad "
                        r"2\,\tau^{dx}_i \text{ (gradient)}"),
-    cases=lambda space: draw_cases(space, layouts_allowed=OTHER_LAYOUTS),
     check=check,
 ))

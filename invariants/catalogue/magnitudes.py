@@ -7,8 +7,8 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.strategies import streams
+from bn_invariants.invariants.params import Extreme, drawn
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.assertions import CLEAR_ERRORS, is_device_fault
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import Statistics, reduce_dims
@@ -63,9 +63,9 @@ def scaled_statistics(x: torch.Tensor, eps: float) -> Statistics:
     return Statistics(mean, var, std, (scaled - mean) / std, n)
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
-    x = extreme_values(p, case.params["position"], case.params["spread"])
+    x = extreme_values(p, case.params.position, case.params.spread)
     module = build(subject, p)
     try:
         y = module(p.input(x))
@@ -102,9 +102,10 @@ EXTREME_MAGNITUDES = register(Invariant(
     tolerance=("the output tolerance, with μ/s and x̂ from float64 statistics of the channel "
                "scaled by a power of two (so the oracle itself does not overflow)"),
     tolerance_formula=r"\tau_i = \tau^{out}_i \text{ (scale-free: } |\mu|/s,\ \hat x_i)",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "position": st.integers(0, 32).map(lambda k: k / 32),
-        "spread": st.sampled_from((0, 4, 40)),
-    })),
+    params=drawn(
+        Extreme,
+        position=st.integers(0, 32).map(lambda k: k / 32),
+        spread=st.sampled_from((0, 4, 40)),
+    ),
     check=check,
 ))

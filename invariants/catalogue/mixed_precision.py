@@ -8,7 +8,6 @@ import torch
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import InvariantViolation, Unsupported, assert_close, assert_true
 from bn_invariants.invariants.assertions import is_device_fault
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_views, momentum_factor, record_step
 from bn_invariants.invariants.reference import closed_form, per_channel_sum
 from bn_invariants.invariants.bounds import elementwise_tolerance
@@ -19,6 +18,7 @@ from bn_invariants.invariants.bounds import parameter_gradient_tolerances
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.step import build, context
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import Precondition
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.subjects import SubjectError
 from bn_invariants.strategies import bn_options, finfo
@@ -28,11 +28,13 @@ PARAMETER_DTYPE = "float32"
 """The dtype of the weight, bias and running buffers under mixed precision."""
 
 
-def mixed_options():
-    """Options that leave the module some float32 state: affine parameters, running
-    buffers or both (without either, the module holds nothing to be mixed with and its
-    half-precision accuracy is half-precision-ulp's concern)."""
-    return bn_options().filter(lambda o: o.affine or o.track_running_stats)
+FLOAT32_STATE = Precondition(
+    "affine or track_running_stats (without either, the module holds nothing to mix with "
+    "and its half-precision accuracy is half-precision-ulp's concern)",
+    lambda case: case.problem.options.affine or case.problem.options.track_running_stats,
+    problems={"options": bn_options().filter(lambda o: o.affine or o.track_running_stats)})
+"""Options that leave the module some float32 state: affine parameters, running buffers
+or both."""
 
 
 def mixed_step(subject, problem):
@@ -95,7 +97,7 @@ def _assert_running(record, p, ctx: str) -> None:
         assert_true("num_batches_tracked", record.batches == 1, record.batches, 1, when)
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     record = mixed_step(subject, p)
     ctx = f"{context(subject, p)}; {PARAMETER_DTYPE} parameters and buffers"
@@ -142,9 +144,10 @@ MIXED_PRECISION = register(Invariant(
     source=("Micikevicius et al. (2018), Mixed Precision Training, sections 3.1 and 3.3; "
             "PyTorch documentation: Automatic Mixed Precision (autocast op reference) and "
             "torch.nn.functional.batch_norm"),
-    applies=("training mode, one step from fresh buffers; float16 and bfloat16 input; the "
-             "subject built with dtype=float32; every rank, layout (channels-last included), "
-             "regime and option; a subject that raises on mixed input declines"),
+    applies=("training mode, one step from fresh buffers", "float16 and bfloat16 input",
+             "the subject built with dtype=float32", FLOAT32_STATE,
+             "every rank, layout (channels-last included), regime, eps and momentum",
+             "a subject that raises on mixed input declines"),
     tolerance=("dtypes exactly (the output in the input dtype; weight, bias, hence dγ and "
                "dβ, and the running buffers float32). Output: 2 ulps of the correctly rounded float64 "
                "value plus the error of float32 statistics, 4u₃₂[k(n)(1 + |μ|/s + |x̂|)|γ| + "
@@ -159,7 +162,6 @@ MIXED_PRECISION = register(Invariant(
                        r"\tau^{\beta}_c = @{SAFETY}(u_{32}k(n) + u_{32})\textstyle\sum_{i\in c}|g_i|,\ "
                        r"\tau^{\gamma}_c = @{SAFETY}(u_{32}k(n) + u_{out})\sum_{i\in c}|g_i|"
                        r"(1 + \tfrac{|\mu_c|}{s_c} + |\hat x_i|)")),
-    cases=lambda space: draw_cases(space, options=mixed_options()),
     check=check,
     dtypes=MIXED_DTYPES,
 ))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Scale, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
 from bn_invariants.invariants.bounds import output_tolerance
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import TRACKED, option_in, regime_in, layout_in
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.step import affine_of, build, context
-from bn_invariants.strategies import bn_options
 
 STATE_NAMES = ("running_mean", "running_var")
 
@@ -33,7 +33,7 @@ def tensor_state(module) -> dict:
 
 # --- running-stats-no-autograd-history --------------------------------------------------
 
-def check_no_history(subject, case):
+def check_no_history(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     x = p.input().requires_grad_(True)
@@ -66,14 +66,13 @@ RUNNING_STATS_NO_HISTORY = register(Invariant(
              "layout and option"),
     tolerance="none: requires_grad and grad_fn are checked exactly",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space),
     check=check_no_history,
 ))
 
 
 # --- eval-no-attribute-change -----------------------------------------------------------
 
-def check_no_attribute_change(subject, case):
+def check_no_attribute_change(subject, case, reference):
     p = case.problem
     module = build(subject, p).eval()
     before = {k: v.detach().clone() for k, v in tensor_state(module).items()}
@@ -99,10 +98,9 @@ EVAL_NO_ATTRIBUTE_CHANGE = register(Invariant(
          "are not in it, and an implementation that refreshes them in eval mode drifts "
          "unseen. This compares every tensor the module and its submodules hold."),
     source="torch.nn.Module.eval documentation; torch.nn.BatchNorm2d (eval uses running statistics)",
-    applies="eval mode, track_running_stats=True; every rank, dtype, layout and option",
+    applies=("eval mode", TRACKED, "every rank, dtype, layout and option"),
     tolerance="none: compared bitwise",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space, options=bn_options(track_running_stats=True)),
     check=check_no_attribute_change,
 ))
 
@@ -112,9 +110,9 @@ EVAL_NO_ATTRIBUTE_CHANGE = register(Invariant(
 LARGE_EPS = (0.1, 1.0)
 
 
-def check_eps(subject, case):
+def check_eps(subject, case, reference):
     p = case.problem
-    scale = case.params["scale"]
+    scale = case.params.scale
     x = p.values * scale
     module = build(subject, p)
     y = module(p.input(x))
@@ -147,19 +145,19 @@ EPS_HONOURED = register(Invariant(
          "an implementation that hard-codes 1e-5 normalises to unit variance and is caught "
          "here by name."),
     source="torch.nn.BatchNorm2d (eps argument); Ioffe & Szegedy (2015), Algorithm 1",
-    applies="training mode, eps ∈ {0.1, 1}, input scaled so σ² ≤ ε/4; every rank, dtype and layout",
+    applies=("training mode", option_in("eps", LARGE_EPS, "eps ∈ {0.1, 1}"),
+             regime_in(("unit",), "input of the unit regime scaled so σ² ≤ ε/4"),
+             "every rank, dtype and layout"),
     tolerance="the output tolerance of agrees-with-reference",
     tolerance_formula=r"\tau_i = \tau^{out}_i",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
-        {"scale": st.sampled_from((0.25, 0.0625, 0.5))}), regimes_allowed=("unit",),
-        options=bn_options(eps=LARGE_EPS)),
+    params=drawn(Scale, scale=st.sampled_from((0.25, 0.0625, 0.5))),
     check=check_eps,
 ))
 
 
 # --- spatial-permutation ----------------------------------------------------------------
 
-def check_permuted(subject, case):
+def check_permuted(subject, case, reference):
     p = case.problem
     rank = len(p.shape)
     # store the spatial dimensions reversed: a transposed image, as torch.transpose gives
@@ -192,10 +190,11 @@ SPATIAL_PERMUTATION = register(Invariant(
          "flattens with x.view(N, C, -1) raises on it ('view size is not compatible with "
          "input tensor's size and stride'); x.reshape or x.flatten(2) work."),
     source="PyTorch documentation: Tensor Views (view vs reshape)",
-    applies="training mode; ranks 4 and 5 (two or three spatial dimensions); every dtype and option",
+    applies=("training mode", "ranks 4 and 5 (two or three spatial dimensions)",
+             layout_in(("contiguous",), "contiguous input (permuted in the check)"),
+             "every dtype and option"),
     tolerance="twice the output tolerance of agrees-with-reference (another reduction order)",
     tolerance_formula=r"\tau_i = 2\,\tau^{out}_i",
-    cases=lambda space: draw_cases(space, layouts_allowed=("contiguous",)),
     check=check_permuted,
     ranks=(4, 5),
 ))

@@ -5,15 +5,15 @@ import dataclasses
 
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Batches, Repeats, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_true
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.step import drawn_running_stats, dtype_name, running_buffers, set_running_stats
 from bn_invariants.invariants.step import build, context, momentum_factor
+from bn_invariants.invariants.preconditions import TRACKED, option_in
 from bn_invariants.invariants.registry import Invariant, register
-from bn_invariants.strategies import bn_options
 from bn_invariants.strategies.options import MOMENTUM_VALUES
 
 GIVEN_MOMENTA = tuple(m for m in MOMENTUM_VALUES if m is not None)
@@ -36,11 +36,11 @@ def check_batch_count(module, expected: int, ctx: str) -> None:
         assert_true("num_batches_tracked", int(nbt) == expected, int(nbt), expected, ctx)
 
 
-def check_update(subject, case):
+def check_update(subject, case, reference):
     p = case.problem
     m = momentum_factor(p)  # the batch's weight under the declared momentum convention
     module = build(subject, p)
-    start_batches = case.params["batches"]
+    start_batches = case.params.batches
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=start_batches)
     module(p.input())
@@ -58,9 +58,9 @@ def batches(problem, count: int):
             for k in range(count)]
 
 
-def check_cumulative(subject, case):
+def check_cumulative(subject, case, reference):
     p = case.problem
-    steps = case.params["steps"]
+    steps = case.params.steps
     module = build(subject, p)
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=0)
@@ -92,9 +92,10 @@ RUNNING_STATS_UPDATE = register(Invariant(
          "momentum convention, a biased variance or a skipped update shows."),
     source=("Ioffe & Szegedy (2015), Algorithm 2 (unbiased variance for inference); "
             "torch.nn.BatchNorm2d documentation (momentum, running_var unbiased)"),
-    applies=("training mode, track_running_stats=True, momentum m ∈ {0, 0.01, 0.1, 0.5, 1}; "
-             "every rank, dtype, layout, eps and affine; num_batches_tracked checked when "
-             "the subject keeps it"),
+    applies=("training mode", TRACKED,
+             option_in("momentum", GIVEN_MOMENTA, "momentum m ∈ {0, 0.01, 0.1, 0.5, 1}"),
+             "every rank, dtype, layout, eps and affine",
+             "num_batches_tracked checked when the subject keeps it"),
     tolerance=("m times the statistic's error (mean: SAFETY·(u_acc k(n) + u_out)(|μ| + σ); "
                "variance: SAFETY·(u_acc k(n) + u_out)(σ² + σ|μ|) + the mean's error squared, "
                "times n/(n−1)), plus a few roundings of the update in the buffer's dtype, "
@@ -103,9 +104,7 @@ RUNNING_STATS_UPDATE = register(Invariant(
                        r"\delta_\mu = @{SAFETY}\rho(|\mu|+\sigma),\ "
                        r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+\delta_\mu^2\big),"
                        r"\ \rho = u_{acc}k(n)+u_{out}")),
-    cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"batches": st.integers(0, 5)}),
-        options=bn_options(momentum=GIVEN_MOMENTA, track_running_stats=True)),
+    params=drawn(Batches, batches=st.integers(0, 5)),
     check=check_update,
 ))
 
@@ -121,15 +120,14 @@ RUNNING_STATS_CUMULATIVE = register(Invariant(
          "equally. An off-by-one in t mixes the initial buffers in or weighs batches "
          "unequally."),
     source="torch.nn.BatchNorm2d documentation (momentum=None: cumulative moving average)",
-    applies=("training mode, track_running_stats=True, momentum=None, 2 to 4 batches of one "
-             "shape with independent values, from num_batches_tracked=0 and drawn buffers"),
+    applies=("training mode", TRACKED, option_in("momentum", (None,), "momentum=None"),
+             "2 to 4 batches of one shape with independent values, from num_batches_tracked=0 "
+             "and drawn buffers"),
     tolerance=("the running-stats-update bound applied step by step with factor 1/k: each "
                "step adds (1/k) times its statistic's error and SAFETY·u_buf·(|r| + |s|/k) "
                "+ tiny, and shrinks earlier errors by 1 − 1/k"),
     tolerance_formula=(tex(r"\tau_k = (1-\tfrac1k)\tau_{k-1} + \tfrac1k\delta_{s_k} + "
                        r"@{SAFETY}u_{buf}(|r_{k-1}| + |s_k|/k) + \text{tiny},\ \tau_0 = 0")),
-    cases=lambda space: draw_cases(
-        space, st.fixed_dictionaries({"steps": st.integers(2, 4)}),
-        options=bn_options(momentum=(None,), track_running_stats=True)),
+    params=drawn(Repeats, steps=st.integers(2, 4)),
     check=check_cumulative,
 ))

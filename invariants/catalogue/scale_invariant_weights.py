@@ -12,11 +12,11 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
+from bn_invariants.invariants.params import Scale, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.mixing import gradient_terms, mix, mixing_weight, weight_gradient
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.reference import radial_value
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.step import affine_of, build, context
@@ -37,7 +37,7 @@ from bn_invariants.strategies import accumulation_dtype, finfo, unit_roundoff
 
 
 
-def check_radial(subject, case):
+def check_radial(subject, case, reference):
     p = case.problem
     eps = p.options.eps
     module = build(subject, p)
@@ -71,7 +71,6 @@ WEIGHT_GRADIENT_RADIAL = register(Invariant(
                "plus the absolute rounding u_sub of a subnormal x"),
     tolerance_formula=(tex(r"\tau_c = \sum_{i\in c} (|W||u|)_i\big(\tau^{dx}_i + @{SAFETY}(\rho_n + \rho_K)"
                        r"|dx_i|\big) + @{SAFETY}u_{sub}\sum_{i\in c}|dx_i|,\ \rho_m = u_{acc}k(m) + u_{out}")),
-    cases=lambda space: draw_cases(space),
     check=check_radial,
 ))
 
@@ -123,8 +122,8 @@ def _subnormal_gradients(p, grad1, c: float) -> torch.Tensor:
     return SAFETY * (1 + c) * spacing * (1 + u_mass) + 2 * unit_roundoff(p.dtype) * grad1.abs()
 
 
-def check_inverse_scale(subject, case):
-    p, c = case.problem, case.params["scale"]
+def check_inverse_scale(subject, case, reference):
+    p, c = case.problem, case.params.scale
     eps = p.options.eps
     module = build(subject, p)
     grad1, x1 = weight_gradient(subject, p, mixing_weight(p), module=module)
@@ -176,7 +175,7 @@ WEIGHT_GRADIENT_INVERSE_SCALE = register(Invariant(
     tolerance_formula=(tex(r"\tau_{ck} = [\text{not exact}]\big(@{SAFETY}(1+c)\,u_{sub}(1+\sum_i|u_{ki}|) "
                        r"+ 2u_{out}|\partial_W\ell| + \tau^{W}_{ck}(x) + c\,\tau^{W}_{ck}(cx) + "
                        r"\Delta_{ck}(\delta)\big)")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
-        {"scale": st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0))})),
+    params=drawn(
+        Scale, scale=st.sampled_from((2.0, 0.5, 4.0, 0.25, 8.0))),
     check=check_inverse_scale,
 ))

@@ -7,9 +7,9 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import PositiveScale, PowerOfTwo, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.invariants.assertions import assert_close, assert_finite_where, finite_baseline
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.assertions import assert_identical
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import exact_output, reduce_dims, statistics
@@ -82,10 +82,10 @@ def power_of_two_pair(problem, k: int):
     return problem.values, 0, 0
 
 
-def check_power_of_two(subject, case):
+def check_power_of_two(subject, case, reference):
     p = case.problem
-    sign = case.params["sign"]
-    x, j, k = power_of_two_pair(p, case.params["exponent"])
+    sign = case.params.sign
+    x, j, k = power_of_two_pair(p, case.params.exponent)
     a = sign * 2.0 ** k
     eps = p.options.eps
     y_scaled = build(subject, p)(p.input(x * a))
@@ -126,19 +126,20 @@ SCALE_POWER_OF_TWO = register(Invariant(
              "elementwise stage); where no such k exists (rare), a = ±1"),
     tolerance="none: bitwise equality (torch.equal; NaN never expected)",
     tolerance_formula=r"\tau = 0",
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "exponent": st.integers(1, 8) | st.integers(-8, -1),
-        "sign": st.sampled_from((-1.0, 1.0)),
-    })),
+    params=drawn(
+        PowerOfTwo,
+        exponent=st.integers(1, 8) | st.integers(-8, -1),
+        sign=st.sampled_from((-1.0, 1.0)),
+    ),
     check=check_power_of_two,
 ))
 
 
-def check_positive_scale(subject, case):
+def check_positive_scale(subject, case, reference):
     p = case.problem
     lo, hi = exponent_window(p.values, p.dtype)
-    k = min(max(case.params["exponent"], lo), hi) if lo <= hi else 0
-    a = (1 + case.params["mantissa"] / 64) * 2.0 ** k
+    k = min(max(case.params.exponent, lo), hi) if lo <= hi else 0
+    a = (1 + case.params.mantissa / 64) * 2.0 ** k
     eps, x = p.options.eps, p.values
     scaled = (a * x).to(p.torch_dtype).double()
     y_scaled = build(subject, p)(p.input(scaled))
@@ -173,7 +174,7 @@ SCALE_POSITIVE = register(Invariant(
                "to a Python float moves x̂ by at most u₆₄|x̂|/2, inside the output tolerance"),
     tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x;\varepsilon/a^2) + \tau^{out}_i(ax;\varepsilon) "
                        r"+ @{SAFETY}u\,\max_{c}|a x|\,(2+|\hat x_i|)\,|\gamma_c|/s_c(ax)")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "mantissa": st.integers(1, 63), "exponent": st.integers(-4, 4)})),
+    params=drawn(
+        PositiveScale, mantissa=st.integers(1, 63), exponent=st.integers(-4, 4)),
     check=check_positive_scale,
 ))

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from bn_invariants.invariants.params import Shift, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close
-from bn_invariants.invariants.cases import add_per_channel, draw_cases, per_channel_offsets, strengths
+from bn_invariants.invariants.cases import add_per_channel, per_channel_offsets, strengths
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
 from bn_invariants.invariants.registry import Invariant, register
@@ -33,12 +34,12 @@ def shifted_pair(problem, strength: float, exact: bool, std=None):
     return x, b, shifted
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     eps = p.options.eps
-    exact = case.params["exact"]
+    exact = case.params.exact
     original = statistics(p.values, eps)
-    x, _, shifted = shifted_pair(p, case.params["shift"], exact, original.std)
+    x, _, shifted = shifted_pair(p, case.params.shift, exact, original.std)
     module = build(subject, p)
     y_plain = module(p.input(x))
     y_shifted = build(subject, p)(p.input(shifted))
@@ -68,7 +69,7 @@ SHIFT_INVARIANCE = register(Invariant(
                "is exact, that last term is zero"),
     tolerance_formula=(tex(r"\tau_i = \tau^{out}_i(x) + \tau^{out}_i(x+b) + "
                        r"[\text{not exact}]\, @{SAFETY}u\,\max|x+b|\,(2+|\hat x_i|)\,|\gamma|/s")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries(
-        {"shift": strengths(), "exact": st.booleans()})),
+    params=drawn(
+        Shift, shift=strengths(), exact=st.booleans()),
     check=check,
 ))

@@ -4,12 +4,11 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import statistics
+from bn_invariants.invariants.preconditions import UNTRACKED
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import output_tolerance
-from bn_invariants.strategies import bn_options
 
 STATE = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -23,7 +22,7 @@ def snapshot(module) -> dict:
     return state
 
 
-def check(subject, case):
+def check(subject, case, reference):
     p = case.problem
     module = build(subject, p)
     ctx = context(subject, p)
@@ -59,11 +58,10 @@ NO_RUNNING_STATS_WHEN_UNTRACKED = register(Invariant(
          "updates) running statistics, or normalises with stale defaults (0, 1) in eval "
          "mode, breaks this."),
     source="torch.nn.BatchNorm2d documentation (track_running_stats)",
-    applies=("track_running_stats=False; every rank, dtype, layout, eps, momentum and affine; "
+    applies=(UNTRACKED, "every rank, dtype, layout, eps, momentum and affine",
              "one training step, then eval mode on the same batch"),
     tolerance=("running state: bitwise (None, or unchanged by torch.equal); outputs: twice the "
                "output tolerance of BN(x), since both modes approximate the same exact output"),
     tolerance_formula=r"|y^{eval}_i - y^{train}_i| \le 2\,\tau^{out}_i",
-    cases=lambda space: draw_cases(space, options=bn_options(track_running_stats=False)),
     check=check,
 ))

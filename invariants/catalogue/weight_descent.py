@@ -7,16 +7,17 @@ from dataclasses import replace
 import torch
 from hypothesis import reject, strategies as st
 
+from bn_invariants.invariants.params import Steps, drawn
 from bn_invariants.invariants.bounds import tex
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_finite
-from bn_invariants.invariants.cases import draw_cases
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.reference import radial_value
 from bn_invariants.invariants.mixing import POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight, weight_gradient
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
+from bn_invariants.invariants.preconditions import regime_in
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import SAFETY
 from bn_invariants.strategies import apply_layout, finfo, unit_roundoff
@@ -33,8 +34,8 @@ def _radial_bound(p, x, magnitude, eps, gamma, forward_length):
             + radial_reference_error(stats, g, gamma, eps))
 
 
-def check_norm(subject, case):
-    p, steps, lr = case.problem, case.params["steps"], case.params["lr"]
+def check_norm(subject, case, reference):
+    p, steps, lr = case.problem, case.params.steps, case.params.lr
     weight = mixing_weight(p)
     var = statistics(mix(weight, p.values), 0.0).var
     eps = EPS_FRACTION * float(var.min()) if float(var.min()) > 0 else p.options.eps
@@ -78,19 +79,19 @@ WEIGHT_NORM_NONDECREASING = register(Invariant(
          "batch-normalised layer fall over training. ε breaks the orthogonality by "
          "O(ε/σ²), so ε is taken 2⁻²⁰ of the smallest variance."),
     source="Ioffe & Szegedy (2015), section 3.3",
-    applies=("training mode with eps = 2⁻²⁰ min σ² of W u (the drawn eps where some σ² is 0); "
-             "regimes whose variance is clearly positive in every dtype (not constant_channels "
-             "or tiny_variance: there dl/dx ~ 1/√ε overflows half types); every rank, dtype, "
-             "layout and option; 1 to 4 steps, the first moving W by lr ∈ {1/8, 1/2, 1} of "
-             "its norm, stopping early once W u could pass half the dtype's largest value"),
+    applies=("training mode with eps = 2⁻²⁰ min σ² of W u (the drawn eps where some σ² is 0)",
+             regime_in(POSITIVE_VARIANCE, "regimes whose variance is clearly positive in every "
+                       "dtype (not constant_channels or tiny_variance: there dl/dx ~ 1/√ε "
+                       "overflows half types)"),
+             "every rank, dtype, layout and option; 1 to 4 steps, the first moving W by lr ∈ "
+             "{1/8, 1/2, 1} of its norm, stopping early once W u could pass half the dtype's "
+             "largest value"),
     tolerance=("the radial term 2η|⟨W, ∇⟩| itself (its exact value, O(ε/σ²), plus the "
                "weight-gradient-radial tolerance), the rounding of W_{t+1} to the dtype "
                "(2u‖W_t − η∇‖²) and the float64 evaluation of the norms"),
     tolerance_formula=(tex(r"\tau_c = 2\eta\big(|r_c| + \tau^{rad}_c\big) + @{SAFETY}\big(2u\|W_t-\eta\nabla_t\|_c^2"
                        r" + u_{64}K(\|W_t\|_c^2+\|W_{t+1}\|_c^2+\eta^2\|\nabla_t\|_c^2)\big)")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "steps": st.integers(1, 4), "lr": st.sampled_from((0.5, 0.125, 1.0))}),
-        regimes_allowed=POSITIVE_VARIANCE),
+    params=drawn(Steps, steps=st.integers(1, 4), lr=st.sampled_from((0.5, 0.125, 1.0))),
     check=check_norm,
 ))
 
@@ -123,8 +124,8 @@ def a_view(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return channel_view(a, x.dim())
 
 
-def check_scale_drift(subject, case):
-    p, steps, lr = case.problem, case.params["steps"], case.params["lr"]
+def check_scale_drift(subject, case, reference):
+    p, steps, lr = case.problem, case.params.steps, case.params.lr
     module = build(subject, p)
     ctx = f"{context(subject, p)}; {steps} steps of lr {lr}"
     a0 = initial_scale(p)
@@ -164,7 +165,7 @@ VARIANCE_HELD_OUT_DRIFT = register(Invariant(
                "rounding of a per step"),
     tolerance_formula=(tex(r"\tau^{a}_c = \tau^{rad}_c/|a_c|,\quad |a_T - a_0|_c \le \sum_t "
                        r"\big(\eta(|r_{t,c}|/|a_{t,c}| + \tau^a_{t,c}) + @{SAFETY}u|a_{t,c}|\big)")),
-    cases=lambda space: draw_cases(space, st.fixed_dictionaries({
-        "steps": st.integers(1, 4), "lr": st.sampled_from((1.0, 0.1, 10.0))})),
+    params=drawn(
+        Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0))),
     check=check_scale_drift,
 ))

@@ -7,11 +7,11 @@ from bn_invariants.invariants.distributed.pool import PoolError, WorkerTimeout, 
 from bn_invariants.invariants.distributed.run import run_ranks
 from bn_invariants.invariants.distributed.split import slice_bounds
 from bn_invariants.invariants.distributed.tasks import forward_only
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.cases import DistCase
 from bn_invariants.invariants.subjects import SubjectError
 from bn_invariants.strategies import Problem
 
-PROBE_CASE = Case(Problem(shape=(3, 3, 2, 2)), {"sizes": (2, 1)})
+PROBE_CASE = DistCase(Problem(shape=(3, 3, 2, 2)), sizes=(2, 1))
 """One small float32 batch on 2 ranks, slices of 2 samples and 1."""
 
 
@@ -30,7 +30,7 @@ def probe(subject) -> None:
     except PoolError as exc:
         raise SubjectError(f"{subject} failed a forward pass on 2 ranks: {exc}") from None
     got, expected = [], []
-    for answer, (start, stop) in zip(answers, slice_bounds(case.params["sizes"])):
+    for answer, (start, stop) in zip(answers, slice_bounds(case.sizes)):
         y = answer["y"]
         got.append(tuple(y.shape) if y is not None else answer["y_type"])
         expected.append((stop - start,) + tuple(case.problem.shape[1:]))

@@ -19,13 +19,13 @@ TIMEOUT = {"seconds": None}
 """The pool timeout set from the command line (None: the pool's default)."""
 
 
-def run_ranks(subject, case, task, per_rank=None) -> list[dict]:
-    """``task`` on every rank of a group of len(case.params['sizes']) ranks, rank r
-    holding its slice of case.problem; ``per_rank(r)`` adds rank r's own params."""
-    bounds = slice_bounds(case.params["sizes"])
-    shared = {k: v for k, v in case.params.items() if k != "sizes"}
-    requests = [RankRequest(subject.name, case.problem, start, stop,
-                            {**shared, **(per_rank(r) if per_rank else {})})
+def run_ranks(subject, case, task, running=None) -> list[dict]:
+    """``task`` on every rank of a group of len(case.sizes) ranks, rank r holding its
+    slice of case.problem and the case's params; ``running(r)`` gives rank r's starting
+    running statistics (mean, var, batches seen), None: fresh buffers."""
+    bounds = slice_bounds(case.sizes)
+    requests = [RankRequest(subject.name, case.problem, start, stop, case.params,
+                            running(r) if running else None)
                 for r, (start, stop) in enumerate(bounds)]
     return shared_pool(subject.backend, TIMEOUT["seconds"]).run(task, requests)
 
@@ -35,7 +35,7 @@ def rank_outputs(subject, case, answers, ctx: str) -> list:
     input's dtype (InvariantViolation naming the rank otherwise)."""
     p = case.problem
     outputs = []
-    for rank, ((start, stop), answer) in enumerate(zip(slice_bounds(case.params["sizes"]),
+    for rank, ((start, stop), answer) in enumerate(zip(slice_bounds(case.sizes),
                                                         answers)):
         expected = (stop - start,) + tuple(p.shape[1:])
         y = answer["y"]
@@ -50,18 +50,18 @@ def rank_outputs(subject, case, answers, ctx: str) -> list:
     return outputs
 
 
-def run_checked(subject, case, task, per_rank=None) -> tuple[list, str]:
+def run_checked(subject, case, task, running=None) -> tuple[list, str]:
     """(answers, context) of ``task`` on every rank, each rank's output checked to be a
     tensor of its slice's shape and dtype."""
     ctx = dist_context(subject, case)
-    answers = run_ranks(subject, case, task, per_rank)
+    answers = run_ranks(subject, case, task, running)
     rank_outputs(subject, case, answers, ctx)
     return answers, ctx
 
 
 def dist_context(subject, case) -> str:
     """The one-line context of a distributed violation: subject, W, slices, problem."""
-    sizes = case.params["sizes"]
+    sizes = case.sizes
     return f"subject {subject}; W={len(sizes)} ranks, slices {sizes}; {case.problem.summary()}"
 
 

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from bn_invariants.invariants.registry import Case
+from bn_invariants.invariants.params import Params
+from bn_invariants.invariants.cases import DistCase
 from bn_invariants.strategies import problems
 
 MAX_SLICE = 4
@@ -37,15 +38,16 @@ def slice_sizes(world: int, empty_slices: bool) -> st.SearchStrategy[tuple]:
         lambda pair: tuple(0 if r == pair[1] else s for r, s in enumerate(pair[0])))
 
 
-def dist_cases(space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:
-    """Cases whose params hold ``sizes`` (one slice size per rank, W = len(sizes)) and
-    whose problem's batch is their sum; the rest of the problem is drawn as usual
-    (short reductions, at most 16 channels), in ``space`` (a DistSpace)."""
+def dist_cases(space, params=None, **problem_kwargs) -> st.SearchStrategy[DistCase]:
+    """DistCases whose ``sizes`` hold one slice size per rank (W = len(sizes)) and whose
+    problem's batch is their sum; the rest of the problem is drawn as usual (short
+    reductions, at most 16 channels), in ``space`` (a DistSpace); ``params`` is a
+    strategy of the invariant's Params (None: no params)."""
     problem_choice = problems(device=space.device, dtype_ranks=dict(space.dtype_ranks),
                               max_channels=16, long_reductions=False, **problem_kwargs)
     world_choice = st.sampled_from(space.worlds)
     size_choice = {w: slice_sizes(w, space.empty_slices) for w in space.worlds}
-    extra = params if params is not None else st.just({})
+    extra = params if params is not None else st.just(Params())
 
     @st.composite
     def draw_case(draw):
@@ -56,6 +58,6 @@ def dist_cases(space, params=None, **problem_kwargs) -> st.SearchStrategy[Case]:
         if sum(sizes) * spatial < 2:  # training needs two values per channel
             sizes[next(r for r, s in enumerate(sizes) if s)] += 1
         problem = replace(problem, shape=(sum(sizes),) + tuple(problem.shape[1:]))
-        return Case(problem, {"sizes": tuple(sizes), **draw(extra, label="params")})
+        return DistCase(problem, draw(extra, label="params"), tuple(sizes))
 
     return draw_case()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from bn_invariants.invariants.distributed.reference import AllReduceBatchNorm
-from bn_invariants.invariants.registry import Space
+from bn_invariants.invariants.cases import Space
 from bn_invariants.invariants.subjects import Subject, load_subject
 from bn_invariants.strategies import RANKS
 

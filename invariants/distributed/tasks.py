@@ -6,16 +6,17 @@ float64 CPU tensors, so the parent compares every rank with the float64 oracle.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 import torch.distributed as dist
 
+from bn_invariants.invariants.params import Params
 from bn_invariants.invariants.reference import as64, channel_view
 from bn_invariants.invariants.step import build, set_running_stats
 from bn_invariants.invariants.subjects import load_subject
-from bn_invariants.strategies import apply_layout
+from bn_invariants.strategies import Problem, apply_layout
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,13 @@ class RankRequest:
     """Rank ``rank``'s part of one example: samples [start, stop) of the problem."""
 
     spec: str
-    problem: object
+    problem: Problem
     start: int
     stop: int
-    params: dict = field(default_factory=dict)
+    params: Params = Params()
+    """The case's params, the same on every rank."""
+    running: tuple | None = None
+    """This rank's starting running statistics (mean, var, batches seen); None: fresh."""
 
     def input(self) -> torch.Tensor:
         """This rank's slice, in the problem's dtype, device and layout."""
@@ -46,9 +50,8 @@ def _subject(spec: str):
 def _module(request: RankRequest, training: bool = True):
     subject = _subject(request.spec)
     module = build(subject, request.problem, training=training)
-    running = request.params.get("running")
-    if running is not None:
-        set_running_stats(module, subject, request.problem, *running)
+    if request.running is not None:
+        set_running_stats(module, subject, request.problem, *request.running)
     return module
 
 
@@ -107,7 +110,7 @@ def bias_descent(request: RankRequest) -> dict:
     l_r = sum(g_r * BN(x_r + b)), the gradients are summed over ranks (all_reduce),
     and every rank takes the same step.  Answers b_t (path_bias) and l_r(b_t) (path_loss)
     per step."""
-    p, steps, lr = request.problem, request.params["steps"], request.params["lr"]
+    p, steps, lr = request.problem, request.params.steps, request.params.lr
     module = _module(request)
     x, g = request.input(), request.cotangent().double()
     bias = torch.zeros(p.num_features, dtype=p.torch_dtype, device=p.device, requires_grad=True)
