@@ -10,6 +10,7 @@ from typing import Callable
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.cases import Space, draw_cases
+from bn_invariants.invariants.distributed.split import dist_cases
 from bn_invariants.invariants.params import NO_PARAMS, Drawn
 from bn_invariants.invariants.preconditions import Precondition
 from bn_invariants.strategies import bn_options
@@ -20,7 +21,7 @@ class Invariant:
     """A property every correct batch norm satisfies.
 
     ``draw(space)`` is the strategy of its Cases inside ``space``: ``cases(space,
-    params, **narrowing)`` (``draw_cases`` unless it draws its own problems), with
+    params, **narrowing)`` (its kind's generator unless it draws its own problems), with
     ``params`` the strategy of its typed params and ``narrowing`` what its
     preconditions add; a precondition that cannot narrow the draw filters it.
     Every check is ``check(subject, case, reference)``: it raises InvariantViolation
@@ -42,7 +43,9 @@ class Invariant:
     tolerance: str
     tolerance_formula: str
     check: Callable
-    cases: Callable = draw_cases
+    cases: Callable | None = None
+    """Its own generator, ``cases(space, params, **narrowing)``; None: that of its kind
+    (``draw_cases``, or ``dist_cases`` for the distributed kind)."""
     params: Drawn = NO_PARAMS
     """Its params: their type (``params.kind``) and how each field is drawn."""
     dtypes: tuple | None = None
@@ -79,7 +82,8 @@ class Invariant:
             options.update(condition.options)
         if options:
             narrowing["options"] = bn_options(**options)
-        cases = self.cases(space, self.params.strategy(), **narrowing)
+        generator = self.cases or GENERATORS[self.kind]
+        cases = generator(space, self.params.strategy(), **narrowing)
         filters = tuple(c.holds for c in self.preconditions if not c.narrows)
         if not filters:
             return cases
@@ -95,6 +99,9 @@ class Invariant:
             return Space(space.device, {}, space.refusal)
         return space.restrict(self.dtypes, self.ranks)
 
+
+GENERATORS = {"single": draw_cases, "distributed": dist_cases}
+"""The cases of each kind of invariant, unless it draws its own."""
 
 REGISTRY: dict[str, Invariant] = {}
 

@@ -16,7 +16,6 @@ from bn_invariants.invariants.bounds import (elementwise_tolerance, gradient_sum
                                              output_tolerance, parameter_gradient_tolerances)
 from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, run_checked,
                                                       stacked, summed)
-from bn_invariants.invariants.distributed.split import dist_cases
 from bn_invariants.invariants.distributed.tasks import forward_only, train_step
 from bn_invariants.invariants.reference import closed_form, per_channel_sum, statistics
 from bn_invariants.invariants.preconditions import AFFINE
@@ -53,7 +52,6 @@ DISTRIBUTED_FORWARD = register(Invariant(
     tolerance_formula=(r"|y_i - \hat y_i| \le 4\big[(u_{acc}k(n)+u_{out})(1+|\mu|/s+|\hat x_i|)"
                        r"|\gamma| + u_{out}|\beta|\big] + \text{tiny},\quad k(n) = n \ge "
                        r"\max_r n_r + W - 1"),
-    cases=dist_cases,
     check=check_forward,
     kind="distributed",
 ))
@@ -92,7 +90,6 @@ DISTRIBUTED_INPUT_GRADIENT = register(Invariant(
                f"element: the input-gradient-closed-form bound of the global batch; {K_OF_N}"),
     tolerance_formula=(r"\Big|\sum_{r,i}dx_i\Big|_c \le \tau^{grad}_c(x_1\|\dots\|x_W),\quad "
                        r"|dx_i - \widehat{dx}_i| \le \tau^{dx}_i,\quad k(n) = n"),
-    cases=dist_cases,
     check=check_input_gradient,
     kind="distributed",
 ))
@@ -127,7 +124,6 @@ DISTRIBUTED_PARAMETER_GRADIENTS = register(Invariant(
     tolerance_formula=(r"\tau^\beta_c = 4(u_{acc}k(n)+u_{out})\sum_{i}|g_i|,\quad "
                        r"\tau^\gamma_c = 4(u_{acc}k(n)+u_{out})\sum_{i}|g_i|"
                        r"(1 + |\mu_c|/s_c + |\hat x_i|)"),
-    cases=dist_cases,
     check=check_parameter_gradients,
     kind="distributed",
 ))

@@ -13,7 +13,7 @@ from bn_invariants.invariants.assertions import assert_close, assert_true
 from bn_invariants.invariants.bounds import batch_statistics, running_update
 from bn_invariants.invariants.distributed.run import (FAMILY, K_OF_N, affine, dist_context,
                                                       run_checked, run_ranks, summed)
-from bn_invariants.invariants.distributed.split import dist_cases, slice_bounds
+from bn_invariants.invariants.distributed.split import slice_bounds
 from bn_invariants.invariants.distributed.tasks import bias_descent, eval_step, train_step
 from bn_invariants.invariants.preconditions import TRACKED
 from bn_invariants.invariants.registry import Invariant, register
@@ -69,7 +69,6 @@ DISTRIBUTED_RUNNING_STATS = register(Invariant(
     tolerance_formula=(r"\hat\mu^{(r)} = \hat\mu^{(0)}\ \text{exactly},\quad "
                        r"\tau = m\,\delta_s + 4u_{buf}(|r_0| + m|s|) + \text{tiny},\ k(n) = n"),
     params=drawn(Batches, batches=st.integers(0, 5)),
-    cases=dist_cases,
     check=check_running_stats,
     kind="distributed",
 ))
@@ -113,7 +112,6 @@ DISTRIBUTED_EVAL_LOCAL = register(Invariant(
                "buffers and num_batches_tracked exactly unchanged"),
     tolerance_formula=(r"|y_i - (a_c x_i + c_c)| \le 4u_{acc}|a|(|x|+|\hat\mu|) + "
                        r"6u_{out}(|a|(|x|+|\hat\mu|)+|\beta|) + \text{tiny}(1+|a|)"),
-    cases=dist_cases,
     check=check_eval_local,
     kind="distributed",
 ))
@@ -150,7 +148,6 @@ DISTRIBUTED_NO_BIAS_DRIFT = register(Invariant(
     tolerance=f"the no-bias-drift bound of the global batch: {DRIFT.words}; {K_OF_N}",
     tolerance_formula=DRIFT.formula + r",\quad k(n) = n",
     params=drawn(Steps, steps=st.integers(1, 4), lr=st.sampled_from((1.0, 0.1, 10.0))),
-    cases=dist_cases,
     check=check_no_drift,
     kind="distributed",
 ))
