@@ -91,9 +91,10 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     ``got`` fails, even where ``expected`` holds the same one: two NaNs (or infinities)
     never count as agreeing, unless ``nan_ok`` says why they should (the invariant's own
     reason), or, given ``overflow`` (the largest finite value of the dtype ``got`` was
-    computed in), an infinity where |expected| + tolerance passes it: the bound then admits
-    a result the dtype cannot hold, and ±inf is that result rounded (an infinite tolerance
-    admits ±inf likewise; never NaN).
+    computed in), +inf where expected + tolerance passes it (-inf where expected - tolerance
+    passes -overflow): the bound then admits a result the dtype cannot hold, and ±inf is
+    that result rounded; an infinity of the other sign rounds nothing the bound admits (an
+    infinite tolerance admits ±inf likewise; never NaN).
     """
     __tracebackhide__ = True
     if not isinstance(got, torch.Tensor):
@@ -113,8 +114,9 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     if nan_ok is not None:
         agree |= (got64 == exp64) | (got64.isnan() & exp64.isnan())
     tol = torch.where(tol > 0, torch.maximum(tol, half_ulp(got)), tol)
-    if overflow is not None:
-        agree |= got64.isinf() & (exp64.abs() + tol > overflow)
+    if overflow is not None:  # ±inf rounds a value past ±overflow within the bound's reach
+        agree |= ((got64 == math.inf) & (exp64 + tol > overflow)
+                  | (got64 == -math.inf) & (exp64 - tol < -overflow))
     agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
     error = (got64 - exp64).abs()
     ok = agree | (torch.isfinite(got64) & (error <= tol))

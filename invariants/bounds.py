@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from bn_invariants.invariants.conventions import declared
 from bn_invariants.invariants.reference import (Statistics, gradient_means, per_channel_sum, reduce_dims,
                                                 statistics)
-from bn_invariants.strategies import accumulation_dtype, finfo, mantissa_bits, unit_roundoff
+from bn_invariants.strategies import (accumulation_dtype, finfo, mantissa_bits, summation_factor,
+                                     unit_roundoff)
 
 SAFETY = 4.0
 """Covers the constant factors of the first-order bounds (mean, variance, sqrt,
@@ -51,28 +52,45 @@ class Bound:
     formula: str
 
 
-def summation_factor(n: int) -> float:
-    """k(n) = n: the worst-case relative error of summing n terms in any order is
-    below γ_{n-1} sum|x_i|, γ_k = k u / (1 - k u) (Higham 2002, section 4.2, eq. 4.4), and
-    γ_{n-1} <= 2 (n - 1) u while n u <= 1/2, which SAFETY covers.  Pairwise summation does
-    better for a sum (γ_{⌈log2 n⌉}); for the variance, Welford's updates and Chan, Golub &
-    LeVeque's pairwise merges have worst-case bounds of the same order, n u times the
-    condition number, as the two-pass formula (Chan, Golub & LeVeque 1983): k(n) = n bounds
-    every summation order, and is what a worst case needs."""
-    return float(max(n, 1))
-
-
 def conditioning(stats: Statistics) -> torch.Tensor:
     """|mu|/s per channel, (1, C, 1, ...): how much a relative error of the mean is magnified."""
     return stats.mean.abs() / stats.std
 
 
-def relative_error(dtype: str, n: int) -> float:
+def spread_ratio(stats: Statistics) -> torch.Tensor:
+    """|mu|/sigma per channel (sigma = sqrt(var), no eps; inf for a constant channel):
+    whether a sum's rounding errors are random (``summation_factor``)."""
+    sigma = stats.var.sqrt()
+    return torch.where(sigma > 0, stats.mean.abs() / sigma.clamp_min(1e-300),
+                       torch.full_like(sigma, float("inf")))
+
+
+def relative_error(dtype: str, n: int, ratio=float("inf")):
     """u_acc k(n) + u_out: the relative error of a statistic accumulated over n values
     in the accumulation dtype, plus one rounding of the elementwise stage
-    (centering, scaling, affine), which may run in the input dtype."""
+    (centering, scaling, affine), which may run in the input dtype.  ``ratio`` is
+    |mu|/sigma (``spread_ratio``): with it k(n) is 2 sqrt(n) where rounding errors are
+    random, per channel; without it, the worst case n."""
     u_acc = unit_roundoff(accumulation_dtype(dtype))
-    return u_acc * summation_factor(n) + unit_roundoff(dtype)
+    return u_acc * summation_factor(n, u_acc, ratio) + unit_roundoff(dtype)
+
+
+def channel_error(dtype: str, stats: Statistics):
+    """``relative_error`` of each channel of ``stats``, (1, C, 1, ...).  The backward's
+    sums of g are in the random regime too: the suite's cotangents have |mean g| at most
+    twice their spread (``informative``) or sum exactly (``ones``), and n u 3 <= 1/16
+    for every length drawn (n <= 10^5 in float32)."""
+    return relative_error(dtype, stats.n, spread_ratio(stats))
+
+
+def statistic_error(dtype: str, n: int, ratio=float("inf")):
+    """u_acc (k(n) + 1): the relative error of a batch statistic (a mean, or a variance
+    relative to its conditioning) accumulated over n values in the accumulation dtype,
+    with x - mu formed there too.  Statistics of a half-precision input are accumulated
+    in float32 by the standard, so u_out does not enter: rounding them or x - mu to the
+    input dtype is a bug (HalfStatisticsBatchNorm)."""
+    u_acc = unit_roundoff(accumulation_dtype(dtype))
+    return u_acc * (summation_factor(n, u_acc, ratio) + 1)
 
 
 def output_tolerance(dtype: str, stats: Statistics, weight=None, bias=None):
@@ -87,7 +105,7 @@ def output_tolerance(dtype: str, stats: Statistics, weight=None, bias=None):
     """
     gamma = 1.0 if weight is None else weight.abs()
     beta = 0.0 if bias is None else bias.abs()
-    scaled = relative_error(dtype, stats.n) * (1 + conditioning(stats) + stats.xhat.abs()) * gamma
+    scaled = channel_error(dtype, stats) * (1 + conditioning(stats) + stats.xhat.abs()) * gamma
     return SAFETY * (scaled + unit_roundoff(dtype) * beta) + finfo(dtype).tiny
 
 
@@ -105,32 +123,39 @@ def shifted_input_rounding(dtype: str, shifted_input, stats: Statistics, weight=
 def gradient_sum_tolerance(dtype: str, stats: Statistics, g, weight=None):
     """Bound on |sum_i dl/dx_i| per channel, whose exact value is 0 (``GRADIENT_SUM``).
 
-    dx_i = (gamma/s)(g_i - ḡ - x̂_i c̄), c̄ = mean(g x̂); each term carries the relative
-    error (u_acc k(n) + u_out)(1 + |mu|/s) of the statistics and of x̂ recomputed in the
-    input dtype, and summing n of them adds k(n) u_acc more: SAFETY e (1 + |mu|/s) M, with
-    M the l1 mass of the cancelling terms, (|gamma|/s) sum_i (|g_i| + |ḡ| + |x̂_i c̄|).
-    Putting (1 + |mu|/s) on the c̄ term alone was tried (tighter for a detached mean) and
-    raised a false alarm on torch at n = 2 (mixed scales, shifted input, 1.39x), so the
-    factor stays on the whole mass until a sound tighter model is derived.
+    dx_i = (gamma/s)(g_i - ḡ - x̂_i c̄), c̄ = mean(g x̂), e = u_acc k(n) + u_out, r = |mu|/s.
+    Errors common to the channel (1/s, gamma) multiply a sum that is exactly zero: they
+    cancel.  What is left: ḡ, a sum, is off by e mean|g| per term; forming and rounding
+    each term costs e (|g_i| + |ḡ| + |x̂_i c̄|); and the mean, off by d <= e (|mu| + s),
+    shifts every recomputed x̂_i by d/s, so sum_i x̂_i, exactly 0, becomes n d/s, which
+    multiplies the computed c̄.  That c̄ is itself off by (d/s) ḡ (sum g (x - mean) with
+    the shifted mean), a second-order term that is not small when e r is not: a channel
+    whose mean is one rounding of |mu| off, with s near sqrt(eps), has d/s = u r near 1e-2
+    (found at n = 2).  Hence
+    SAFETY (|gamma|/s) [e sum_i (|g_i| + |ḡ| + |x̂_i c̄|) + n e (1 + r)(|c̄| + e (1 + r) mean|g|)].
     """
     dims = (0,) + tuple(range(2, g.dim()))
     gamma = 1.0 if weight is None else weight.abs()
     g_mean = g.mean(dims, keepdim=True)
     gx_mean = (g * stats.xhat).mean(dims, keepdim=True)
+    e = channel_error(dtype, stats)
+    shift = e * (1 + conditioning(stats))
     mass = (g.abs() + g_mean.abs() + stats.xhat.abs() * gx_mean.abs()).sum(dims, keepdim=True)
-    relative = relative_error(dtype, stats.n) * (1 + conditioning(stats))
-    bound = SAFETY * relative * mass * gamma / stats.std
+    centring = stats.n * shift * (gx_mean.abs() + shift * g.abs().mean(dims, keepdim=True))
+    bound = SAFETY * (e * mass + centring) * gamma / stats.std
     return bound.flatten() + finfo(dtype).tiny
 
 
 GRADIENT_SUM = Bound(
-    words=("the l1 mass of the terms of Σᵢ dxᵢ, Σ(|gᵢ| + |ḡ| + |x̂ᵢ c̄|), times (|γ|/s), the "
-           "relative error u_acc·k(n) + u_out of a term (statistics accumulated in u_acc, each "
-           "term formed in the input dtype) and the conditioning 1 + |μ|/s of the statistics "
-           "and of x̂ recomputed from them"),
-    formula=tex(r"\tau^{grad}_c = @{SAFETY}\,(u_{acc} k(n) + u_{out})\,(1+|\mu_c|/s_c)\,"
-                r"\frac{|\gamma_c|}{s_c}\sum_{i\in c}\big(|g_i| + |\bar g| + "
-                r"|\hat x_i\,\overline{g\hat x}|\big) + \mathrm{tiny}"),
+    words=("(|γ|/s) times the relative error e = u_acc·k(n) + u_out of each term's statistics "
+           "and rounding, on the l1 mass Σ(|gᵢ| + |ḡ| + |x̂ᵢ c̄|), plus the mean's error "
+           "e(1 + |μ|/s), which shifts Σx̂ᵢ from 0 to n·e(1 + |μ|/s) and multiplies the "
+           "computed c̄, itself off by e(1 + |μ|/s)·mean|g|; the errors common to a channel "
+           "(1/s, γ) multiply a sum that is exactly zero and cancel"),
+    formula=tex(r"\tau^{grad}_c = @{SAFETY}\,\frac{|\gamma_c|}{s_c}\Big[e\sum_{i\in c}"
+                r"\big(|g_i| + |\bar g| + |\hat x_i\,\overline{g\hat x}|\big) + n\,\rho_c\,"
+                r"\big(|\overline{g\hat x}| + \rho_c\,\overline{|g|}\big)\Big] + \mathrm{tiny},\quad "
+                r"e = u_{acc} k(n) + u_{out},\ \rho_c = e\,(1+|\mu_c|/s_c)"),
 )
 
 def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
@@ -149,7 +174,8 @@ def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
     g = 1.0 if gamma is None else gamma.abs()
     b = 0.0 if beta is None else beta.abs()
     kappa = 1 + conditioning(stats) + stats.xhat.abs()
-    accumulated = SAFETY * u_acc * (summation_factor(stats.n) * kappa * g + b)
+    k = summation_factor(stats.n, u_acc, spread_ratio(stats))
+    accumulated = SAFETY * u_acc * (k * kappa * g + b)
     return ULPS * ulp(rounded, dtype) + accumulated
 
 
@@ -180,7 +206,7 @@ def input_gradient_tolerance(dtype: str, stats: Statistics, g, weight=None):
     spread = (g.abs() * (1 + 2 * xa)).mean(dims, keepdim=True)
     mass = g.abs() + 1.5 * g.abs().mean(dims, keepdim=True) + (1 + 2 * xa) * spread
     factor = 3 + conditioning(stats) + xa
-    return SAFETY * relative_error(dtype, stats.n) * factor * mass * gamma / stats.std + finfo(dtype).tiny
+    return SAFETY * channel_error(dtype, stats) * factor * mass * gamma / stats.std + finfo(dtype).tiny
 
 
 def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
@@ -198,7 +224,7 @@ def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
     xa = stats.xhat.abs()
     mass = (g.abs() + g_mean.abs() + g_abs + (1 + 2 * xa) * gx_mean.abs()
             + xa * (g_abs + gx_abs))
-    rho = relative_error(dtype, stats.n) * (1 + conditioning(stats))
+    rho = channel_error(dtype, stats) * (1 + conditioning(stats))
     scale = (1.0 if gamma is None else gamma.abs()) / stats.std
     return SAFETY * rho * scale * mass + finfo(dtype).tiny
 
@@ -208,7 +234,7 @@ def reference_xhat_error(stats) -> torch.Tensor:
     accumulated in float64, rho_64 (1 + |mu|/s + |x̂|).  Negligible beside a half or
     single subject's error, not beside a float64 one (e.g. a constant channel, whose
     exact x̂ is 0 but whose float64 mean may be one rounding off)."""
-    rho = relative_error("float64", stats.n)
+    rho = channel_error("float64", stats)
     return SAFETY * rho * (1 + conditioning(stats) + stats.xhat.abs())
 
 
@@ -245,9 +271,9 @@ def parameter_gradient_tolerances(dtype: str, stats, g, beta_dtype: str | None =
     sum with no elementwise stage."""
     beta_dtype = beta_dtype or dtype
     kappa = 1 + conditioning(stats) + stats.xhat.abs()
-    beta_tol = (SAFETY * relative_error(beta_dtype, stats.n) * per_channel_sum(g.abs())
-                + finfo(beta_dtype).tiny)
-    gamma_tol = (SAFETY * relative_error(dtype, stats.n) * per_channel_sum(g.abs() * kappa)
+    beta_e = channel_error(beta_dtype, stats).flatten()
+    beta_tol = SAFETY * beta_e * per_channel_sum(g.abs()) + finfo(beta_dtype).tiny
+    gamma_tol = (SAFETY * channel_error(dtype, stats).flatten() * per_channel_sum(g.abs() * kappa)
                  + finfo(dtype).tiny)
     return beta_tol, gamma_tol
 
@@ -259,15 +285,18 @@ def running_tolerances(compute: str, stored: str, stats: Statistics, factor: flo
     The batch mean is off by e(|mu| + sigma) (mean|x| <= |mu| + sigma); the biased
     variance by e(|mu| + sigma)(sigma + e(|mu| + sigma)): rounding x - mu and the
     sum cost e sigma(|mu| + sigma), the mean's error adds its square.  e is
-    ``relative_error(compute, n)``; ``factor`` (the momentum) scales both, n/(n-1)
+    ``statistic_error(compute, n)``; ``factor`` (the momentum) scales both, n/(n-1)
     the variance; updating a buffer stored in ``stored`` rounds each product once.
+    The variance may be formed about the mean as stored (torch does, with half
+    buffers): its centre is then off by u_stored |mu| more, which adds its square.
     """
-    e = relative_error(compute, stats.n)
+    e = statistic_error(compute, stats.n, spread_ratio(stats)).flatten()
     u = unit_roundoff(stored)
     mu, sigma = stats.mean.abs().flatten(), stats.var.sqrt().flatten()
     bessel = declared().variance_factor(stats.n)
     mean_error = e * (mu + sigma)
-    var_error = mean_error * (sigma + mean_error) * bessel
+    centre_error = mean_error + u * mu
+    var_error = (mean_error * sigma + centre_error ** 2) * bessel
     unbiased = stats.var.flatten() * bessel
     tiny = finfo(stored).tiny
     tol_mean = SAFETY * (factor * mean_error
@@ -286,22 +315,26 @@ class BatchStatistic:
     error: torch.Tensor
 
 
-def batch_statistics(values: torch.Tensor, dtype: str, eps: float):
+def batch_statistics(values: torch.Tensor, dtype: str, eps: float, centre: str | None = None):
     """(mean, unbiased variance) of a batch as BatchStatistics.
 
-    The mean, accumulated over n values, is off by at most SAFETY (u_acc k(n) + u_out)
+    The mean, accumulated over n values, is off by at most SAFETY u_acc (k(n) + 1)
     (|mu| + sigma) (sum of |x|, n |mu| + n sigma at most).  The biased variance is
     off by SAFETY rel (sigma^2 + sigma |mu|) (n u kappa for an updating algorithm,
-    kappa <= 1 + |mu|/sigma) plus the square of the mean's error (two-pass); the
-    factor n / (n - 1) scales both.
+    kappa <= 1 + |mu|/sigma) plus the square of its centre's error (two-pass: the sum
+    of (x - c)^2 is n sigma^2 + n (c - mu)^2); the factor n / (n - 1) scales both.
+    ``centre``: the dtype the mean may be rounded to before the variance is formed
+    about it (torch rounds it to its half-precision buffers), adding u |mu| to the
+    centre's error; None: the accumulation dtype, nothing added.
     """
     stats = statistics(values, eps)
     n = stats.n
     mu, var = stats.mean.flatten(), stats.var.flatten()
     sigma = var.sqrt()
-    rel = relative_error(dtype, n)
+    rel = statistic_error(dtype, n, spread_ratio(stats)).flatten()
     mean_error = SAFETY * rel * (mu.abs() + sigma)
-    var_error = SAFETY * rel * (var + sigma * mu.abs()) + mean_error ** 2
+    rounded = 0.0 if centre is None else SAFETY * unit_roundoff(centre) * mu.abs()
+    var_error = SAFETY * rel * (var + sigma * mu.abs()) + (mean_error + rounded) ** 2
     bessel = declared().variance_factor(n)  # n/(n-1) unless a biased running_var is declared
     return BatchStatistic(mu, mean_error), BatchStatistic(var * bessel, var_error * bessel)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.strategies import streams
-from bn_invariants.invariants.bounds import elementwise_tolerance
+from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.bounds import SAFETY, elementwise_tolerance, relative_error
 from bn_invariants.invariants.reference import closed_form, statistics
 from bn_invariants.invariants.step import backward, context, rounded_cotangent
-from bn_invariants.strategies import REGIMES, apply_layout
+from bn_invariants.strategies import REGIMES, apply_layout, finfo
 
 POSITIVE_VARIANCE = tuple(r for r in REGIMES if r not in ("constant_channels", "tiny_variance"))
 """Regimes where every channel of W u has a variance clearly above zero in every dtype,
@@ -45,3 +46,30 @@ def gradient_terms(problem, x, eps, gamma):
     stats = statistics(x, eps)
     g = rounded_cotangent(problem)
     return stats, g, closed_form(stats, g, gamma), elementwise_tolerance(problem.dtype, stats, g, gamma)
+
+
+def weight_gradient_tolerance(problem, dx, dx_tol):
+    """Elementwise bound on |dl/dW - exact| at the x the subject saw, (C, K): each dl/dx_i
+    off by its tolerance, and the backward's reduction over n, SAFETY (u_acc k(n) + u_out),
+    weighted by |u_ki|."""
+    rel = relative_error(problem.dtype, problem.reduction_length)
+    return torch.einsum("nc...,nk...->ck", dx_tol + SAFETY * rel * dx.abs(), problem.values.abs())
+
+
+def rows_past_the_range(problem, grad, dx, dx_tol, ctx: str) -> torch.Tensor:
+    """The channels c whose weight gradient the dtype may not hold, (C,) bool: some exact
+    dl/dW_ck = sum_i dl/dx_ci u_ki (at the x the subject saw) plus its tolerance passes the
+    largest finite value.  There ±inf is that gradient rounded, and <W_c, dl/dW_c> or a step
+    W - eta dl/dW is not defined, so these rows are checked entry by entry here instead:
+    each within its tolerance of the exact value, or ±inf where the bound passes the range.
+    Reached in float16 over long reductions: dl/dW sums n products, and grows like n where
+    g correlates with u (the informative cotangent draws g from u's own x̂, not W u's)."""
+    exact = torch.einsum("nc...,nk...->ck", dx, problem.values)
+    tol = weight_gradient_tolerance(problem, dx, dx_tol)
+    top = finfo(problem.dtype).max
+    past = (exact.abs() + tol > top).any(1)
+    for c in past.nonzero().flatten().tolist():
+        assert_close(f"dl/dW_{c}", grad[c], exact[c], tol[c],
+                     f"{ctx}; a row whose exact value may pass the {problem.dtype} range",
+                     overflow=top)
+    return past

@@ -58,14 +58,18 @@ class Target:
         them; else its first dtype), each stretched to ``n`` values per channel; empty where
         its cases are never long (single values, empty batches, finite differences).
         Every run checks them, so a kernel's long-reduction path is reached every time, in
-        bfloat16 and where a subtler bug shows, in float32.  Empty for a distributed
-        invariant too: its cases carry per-rank slices drawn for their batch (distributed/
-        split.py draws no long reductions), which a stretched shape would not match."""
+        bfloat16 and where a subtler bug shows, in float32; and once more in float32 in the
+        offset regime at full severity (|mu|/sigma up to 8/sqrt(u)), where E[x^2] - E[x]^2
+        comes out zero or negative.  Empty for a distributed invariant too: its cases carry
+        per-rank slices drawn for their batch (distributed/split.py draws no long
+        reductions), which a stretched shape would not match."""
         distributed = self.invariant.kind != "single"
         if not self.space or not self.invariant.long_reductions or distributed:
             return ()
         dtypes = [d for d in LONG_DTYPES if d in self.space.dtype_ranks]
-        found = (_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1])
+        found = [_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1]]
+        if "float32" in self.space.dtype_ranks:
+            found.append(_long_case(self, "float32", n, regime="offset"))
         return tuple(case for case in found if case is not None)
 
     def check(self, case) -> None:
@@ -100,18 +104,21 @@ LONG_DTYPES = ("bfloat16", "float32")
 """The dtypes of the long cases every run checks."""
 
 
-def _long_case(target: Target, dtype: str, n: int):
+def _long_case(target: Target, dtype: str, n: int, regime: str | None = None):
     """The simplest case of ``target`` in ``dtype`` (a cheap search: small shapes shrink
-    fast), its shape stretched to ``n`` values per channel, rank and channels kept."""
+    fast), its shape stretched to ``n`` values per channel, rank and channels kept; with
+    ``regime``, the simplest case drawn in that regime, at severity 1."""
     search = profile("ci", max_examples=500, phases=[Phase.generate, Phase.shrink],
                      suppress_health_check=list(HealthCheck), print_blob=False)
     try:
-        found = find(target.cases(), lambda c: c.problem.dtype == dtype, settings=search)
+        found = find(target.cases(), lambda c: c.problem.dtype == dtype and (
+            regime is None or c.problem.regime == regime), settings=search)
     except NoSuchExample:
         return None
     problem = found.problem
     shape = length_shape(len(problem.shape), problem.num_features, n)
-    return replace(found, problem=replace(problem, shape=shape))
+    severity = problem.severity if regime is None else 1.0
+    return replace(found, problem=replace(problem, shape=shape, severity=severity))
 
 
 class DevicePoisoned(Exception):

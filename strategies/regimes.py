@@ -35,8 +35,9 @@ def unit(gen, shape, severity, dtype):
 
 def offset(gen, shape, severity, dtype):
     """Unit-variance channels around large per-channel means, |mean|/std up to
-    ``max_offset_ratio(dtype, n)``: what exposes E[x^2] - E[x]^2."""
-    ratio = max_offset_ratio(dtype, reduction_length(shape)) ** severity
+    ``max_offset_ratio(dtype, n, accumulated=True)``, the limit for statistics accumulated
+    in float32 (half types) or the dtype: what exposes E[x^2] - E[x]^2."""
+    ratio = max_offset_ratio(dtype, reduction_length(shape), accumulated=True) ** severity
     signs = torch.where(torch.rand(shape[1], generator=gen) < 0.5, -1.0, 1.0).double()
     means = signs * ratio * _uniform(gen, (shape[1],), 0.5, 1.0)
     return _normal(gen, shape) + _per_channel(shape, means)

@@ -88,3 +88,12 @@ def test_an_overflow_is_within_a_bound_that_passes_the_dtypes_range():
         assert_close("s", inf, torch.zeros(1), 1e6)  # no dtype range given: inf fails
     with pytest.raises(InvariantViolation):
         assert_close("s", torch.tensor([float("nan")]), torch.zeros(1), 1e6, overflow=65504.0)
+
+
+def test_an_overflow_keeps_the_sign_of_what_it_rounds():
+    """-inf rounds -73146 (a float16 weight gradient past the range); +inf rounds
+    nothing within 3.3e4 of it."""
+    exact = torch.tensor([-73146.0])
+    assert_close("s", torch.tensor([-float("inf")]), exact, 3.3e4, overflow=65504.0)
+    with pytest.raises(InvariantViolation):
+        assert_close("s", torch.tensor([float("inf")]), exact, 3.3e4, overflow=65504.0)

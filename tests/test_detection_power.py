@@ -75,6 +75,35 @@ def test_the_gradient_sum_bound_raises_no_false_alarm_at_n_2():
     check_case(REGISTRY["zero-bias-gradient"], functional, case)
 
 
+@pytest.mark.parametrize("n", [1000, 4096])
+def test_the_gradient_sum_bound_catches_a_detached_mean_with_a_plain_cotangent(n):
+    """Measured (|mu|/s about 90 to 180): with (1 + |mu|/s) on the whole l1 mass and
+    k(n) = n, the detached mean with g standard normal escaped input-gradient-sums-to-zero
+    for 7 of 12 seeds (at most 2.4x where caught); with the mean's error on the c̄ term
+    only and k(n) = 2 sqrt(n) where rounding is random, it is caught at 187x to 2420x."""
+    problems = [Problem((n, 2), "float32", regime="offset", severity=0.5,
+                        cotangent_regime="normal", seed=seed) for seed in range(6)]
+    assert all(caught(DETACHED_MEAN, "input-gradient-sums-to-zero", p) for p in problems)
+    assert not any(caught(TORCH_1D, "input-gradient-sums-to-zero", p) for p in problems)
+
+
+NAIVE_VARIANCE = Subject("NaiveVariance", zoo.NaiveVarianceBatchNorm)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_naive_variance_is_caught_at_long_reductions(dtype):
+    """Measured: at (100000, 2) the offset regime stopped at |mu|/sigma = 2.6 (float32;
+    1 in float16), where E[x^2] - E[x]^2 is exact to a few ulps: 0 of 24 draws caught.
+    It now reaches 8/sqrt(u_acc), where that variance comes out zero or negative (a sum
+    of squares cannot), and the bound is worst-case there: caught in 7 of 8 seeds, torch
+    in none."""
+    problems = [Problem((100000, 2), dtype, regime="offset", severity=1.0, seed=seed)
+                for seed in range(8)]
+    found = [caught(NAIVE_VARIANCE, "agrees-with-reference", p) for p in problems]
+    assert sum(found) >= 6, found
+    assert not any(caught(TORCH_1D, "agrees-with-reference", p) for p in problems)
+
+
 class AllNaNBatchNorm(zoo.ZooBatchNorm):
     """Every output NaN: it passed four metamorphic invariants when NaN agreed with NaN."""
 
@@ -156,3 +185,28 @@ def test_a_float16_running_variance_past_the_range_agrees_when_both_overflow():
     case = Case(problem=Problem(shape=(2, 8), dtype="float16", regime="heavy_tails",
                                 severity=0.75, seed=1, cotangent_regime="informative"))
     check_case(REGISTRY["differential-agreement"], functional, case)
+
+
+# Found by the 5-seed soak (seed 4): float16 at n = 100000 with the informative cotangent.
+# g carries b_c û_c, the problem's input standardised, not x̂ of x = W u, so dl/dW =
+# sum_i dl/dx_i u_i grows like n: exact dl/dW[2, 2] = -73146 (float64), past 65504.
+WEIGHT_PAST_THE_RANGE = Problem((100000, 3), "float16", seed=1, cotangent_regime="informative")
+
+
+@pytest.mark.parametrize("invariant_id, params", [
+    ("weight-gradient-radial", Params()), ("weight-norm-nondecreasing", Steps(steps=1, lr=0.5))],
+    ids=["radial", "norm"])
+def test_a_float16_weight_gradient_past_the_range_is_its_rounding_not_a_violation(
+        invariant_id, params):
+    """Measured: torch gives dl/dW[2, 2] = -inf, the float16 rounding of the exact -73146;
+    <W_2, dl/dW_2> = -inf was reported where -0.577 ± 5.4e4 was expected."""
+    functional = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
+    check_case(REGISTRY[invariant_id], functional, Case(WEIGHT_PAST_THE_RANGE, params))
+
+
+def test_a_weight_gradient_row_past_the_range_is_still_checked_entry_by_entry():
+    """Measured: the detached variance's dl/dW_2[0] = -76.4 where the exact value is
+    -43374 ± 3.5e4 (row 2 may pass 65504, so its entries are checked, not its radial part)."""
+    with pytest.raises(InvariantViolation, match=r"dl/dW_2\[0\]=-76\.375"):
+        check_case(REGISTRY["weight-gradient-radial"], DETACHED_VARIANCE,
+                   Case(WEIGHT_PAST_THE_RANGE, Params()))

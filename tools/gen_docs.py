@@ -404,7 +404,38 @@ def index_page(families: dict, deviations, caught, cuda) -> str:
                          f"{cpu_status(inv.id, deviations)} | "
                          f"{cuda_status(inv.id, deviations, cuda)} |")
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines + bounds_section()).rstrip() + "\n"
+
+
+def bounds_section() -> list[str]:
+    """How every tolerance is built: the constants and the summation factor k(n), in the
+    words of their own docstrings, with their values."""
+    import importlib
+
+    from bn_invariants.invariants import bounds
+    dtypes = importlib.import_module("bn_invariants.strategies.dtypes")
+    lines = ["## How the bounds are built", "",
+             "Every tolerance is a first-order rounding-error bound in the dtype's unit "
+             "roundoff u, the reduction length n (through k(n)) and the channel's "
+             "conditioning |μ|/s, times these constants:", ""]
+    for name, value in bounds.FORMULA_CONSTANTS.items():
+        doc = " ".join(_attribute_doc(bounds, name).split())
+        lines.append(f"- `{name}` = {value:g}: {prose(doc)}")
+    lines += ["", f"**The summation factor k(n).** {dtypes.SUMMATION_MODEL}", ""]
+    return lines
+
+
+def _attribute_doc(module, name: str) -> str:
+    """The docstring written under a module-level constant (the string after it)."""
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(module))
+    body = tree.body
+    for node, after in zip(body, body[1:]):
+        targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+        if any(getattr(t, "id", None) == name for t in targets) and isinstance(after, ast.Expr):
+            return after.value.value
+    return ""
 
 
 def nav_block(families: dict) -> str:

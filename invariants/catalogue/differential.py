@@ -107,7 +107,7 @@ DIFFERENTIAL_AGREEMENT = register(Invariant(
                "1.5·mean|g| + (1 + 2|x̂ᵢ|)·mean(|g|(1 + 2|x̂|))); running mean and variance: "
                "momentum times the batch statistic's error e(|μ| + σ), resp. "
                "e(|μ| + σ)(σ + e(|μ| + σ))·n/(n−1), plus a rounding of each buffer term; "
-               "e = u_acc·k(n) + u_out"),
+               "e = u_acc·k(n) + u_out for dl/dx, u_acc·(k(n) + 1) for the statistics"),
     tolerance_formula=(tex(r"\tau^{dx}_i = @{SAFETY}e\,(3 + \tfrac{|\mu|}{s} + |\hat x_i|)"
                        r"\tfrac{|\gamma|}{s}\big(|g_i| + 1.5\overline{|g|} + (1 + 2|\hat x_i|)\,"
                        r"\overline{|g|(1+2|\hat x|)}\big),\ "

@@ -40,8 +40,8 @@ def check_running_stats(subject, case, reference):
                     answer["num_batches_tracked"], batches + 1, ctx)
     m = p.options.momentum
     factor = 1.0 / (batches + 1) if m is None else m
-    mean, var = batch_statistics(p.values, p.dtype, p.options.eps)
     dtype = first["running_dtype"]
+    mean, var = batch_statistics(p.values, p.dtype, p.options.eps, centre=dtype)
     buffer = getattr(torch, dtype)
     for name, start, stat in (("running_mean", start_mean, mean), ("running_var", start_var, var)):
         exact, bound = running_update(stored(start, buffer), [(factor, stat)], dtype)

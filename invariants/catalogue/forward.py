@@ -10,9 +10,9 @@ from bn_invariants.strategies.shapes import MAX_CHANNELS
 from bn_invariants.strategies import streams
 from bn_invariants.invariants.params import RedrawnChannel, drawn
 from bn_invariants.invariants.assertions import assert_identical
-from bn_invariants.invariants.assertions import InvariantViolation, assert_close
+from bn_invariants.invariants.assertions import InvariantViolation, assert_close, assert_finite_where
 from bn_invariants.invariants.step import affine_of, build, context
-from bn_invariants.invariants.reference import reduce_dims, statistics
+from bn_invariants.invariants.reference import exact_output, reduce_dims, statistics
 from bn_invariants.invariants.preconditions import AFFINE, TWO_SAMPLES, TWO_CHANNELS
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import SAFETY, output_tolerance
@@ -54,6 +54,7 @@ def check_moments(subject, case, reference):
     b = torch.zeros_like(stats.mean) if beta is None else beta
     tau = output_tolerance(p.dtype, stats, gamma, beta)
     dims, n = reduce_dims(p.values.dim()), stats.n
+    assert_finite_where("BN(x)", y, exact_output(stats, gamma, beta), context(subject, p))
     y64 = y.detach().to("cpu", torch.float64)
     mean = y64.mean(dims, keepdim=True)
     centred = y64 - mean

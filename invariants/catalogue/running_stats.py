@@ -44,8 +44,8 @@ def check_update(subject, case, reference):
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=start_batches)
     module(p.input())
-    mean, var = batch_statistics(p.values, p.dtype, p.options.eps)
     rm, rv, _ = running_buffers(module, subject, p)
+    mean, var = batch_statistics(p.values, p.dtype, p.options.eps, centre=dtype_name(rm))
     expected = (running_update(rm0, [(m, mean)], dtype_name(rm)),
                 running_update(rv0, [(m, var)], dtype_name(rv)))
     check_buffers(module, subject, p, expected, "one step from drawn running statistics")
@@ -65,9 +65,10 @@ def check_cumulative(subject, case, reference):
     rm0, rv0 = set_running_stats(module, subject, p, *drawn_running_stats(p, stream=streams.RUNNING_START),
                                  batches=0)
     means, variances = [], []
+    centre = dtype_name(running_buffers(module, subject, p)[0])
     for k, batch in enumerate(batches(p, steps), start=1):
         module(batch.input())
-        mean, var = batch_statistics(batch.values, p.dtype, p.options.eps)
+        mean, var = batch_statistics(batch.values, p.dtype, p.options.eps, centre=centre)
         means.append((1.0 / k, mean))
         variances.append((1.0 / k, var))
     rm, rv, _ = running_buffers(module, subject, p)
@@ -96,14 +97,16 @@ RUNNING_STATS_UPDATE = register(Invariant(
              option_in("momentum", GIVEN_MOMENTA, "momentum m ∈ {0, 0.01, 0.1, 0.5, 1}"),
              "every rank, dtype, layout, eps and affine",
              "num_batches_tracked checked when the subject keeps it"),
-    tolerance=("m times the statistic's error (mean: SAFETY·(u_acc k(n) + u_out)(|μ| + σ); "
-               "variance: SAFETY·(u_acc k(n) + u_out)(σ² + σ|μ|) + the mean's error squared, "
-               "times n/(n−1)), plus a few roundings of the update in the buffer's dtype, "
+    tolerance=("m times the statistic's error (mean: SAFETY·u_acc(k(n) + 1)(|μ| + σ); "
+               "variance: SAFETY·u_acc(k(n) + 1)(σ² + σ|μ|) + the square of its centre's "
+               "error, the mean's plus SAFETY·u_buf·|μ| where the mean is rounded to the "
+               "buffer's dtype first, as torch does with half-precision buffers; times "
+               "n/(n−1)), plus a few roundings of the update in the buffer's dtype, "
                "SAFETY·u_buf·(|r| + m|s|), plus the buffer's smallest normal"),
     tolerance_formula=(tex(r"\tau = m\,\delta_s + @{SAFETY}u_{buf}(|r_0| + m|s|) + \text{tiny},\quad "
                        r"\delta_\mu = @{SAFETY}\rho(|\mu|+\sigma),\ "
-                       r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+\delta_\mu^2\big),"
-                       r"\ \rho = u_{acc}k(n)+u_{out}")),
+                       r"\delta_{v} = \tfrac{n}{n-1}\big(@{SAFETY}\rho(\sigma^2+\sigma|\mu|)+(\delta_\mu + @{SAFETY}u_{buf}|\mu|)^2\big),"
+                       r"\ \rho = u_{acc}(k(n)+1)")),
     params=drawn(Batches, batches=st.integers(0, 5)),
     check=check_update,
 ))

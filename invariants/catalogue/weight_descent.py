@@ -13,7 +13,8 @@ from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_finite
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.reference import radial_value
-from bn_invariants.invariants.mixing import POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight, weight_gradient
+from bn_invariants.invariants.mixing import (POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight,
+                                             rows_past_the_range, weight_gradient)
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.step import affine_of, build, context
 from bn_invariants.invariants.reference import channel_view, statistics
@@ -47,8 +48,11 @@ def check_norm(subject, case, reference):
         if float(mix(weight.abs(), p.values.abs()).max()) > finfo(p.dtype).max / 2:
             break  # W u would leave the dtype's range: no further step can be checked
         grad, x = weight_gradient(subject, p, weight, module=module)
-        assert_finite(f"dl/dW at step {step}", grad, ctx)  # the tolerance below scales with it
         gamma, _ = affine_of(module, x.dim())
+        _, _, dx, dx_tol = gradient_terms(p, x, eps, gamma)
+        if bool(rows_past_the_range(p, grad, dx, dx_tol, f"{ctx}; step {step}").any()):
+            break  # those rows checked entry by entry; W - eta dl/dW is no weight past the range
+        assert_finite(f"dl/dW at step {step}", grad, ctx)  # the tolerance below scales with it
         radial, radial_tol = _radial_bound(p, x, mix(weight.abs(), p.values.abs()), eps, gamma,
                                            p.num_features)
         if eta is None:  # the first step moves W by lr of its norm (lr itself if dl/dW ~ 0)
@@ -85,7 +89,9 @@ WEIGHT_NORM_NONDECREASING = register(Invariant(
                        "overflows half types)"),
              "every rank, dtype, layout and option; 1 to 4 steps, the first moving W by lr ∈ "
              "{1/8, 1/2, 1} of its norm, stopping early once W u could pass half the dtype's "
-             "largest value"),
+             "largest value, or once a row of dl/dW may pass the dtype's range (float16 over "
+             "long reductions; that step's gradient is checked entry by entry as in "
+             "weight-gradient-radial)"),
     tolerance=("the radial term 2η|⟨W, ∇⟩| itself (its exact value, O(ε/σ²), plus the "
                "weight-gradient-radial tolerance), the rounding of W_{t+1} to the dtype "
                "(2u‖W_t − η∇‖²) and the float64 evaluation of the norms"),
