@@ -146,6 +146,25 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         f"tolerance; {count} of {ok.numel()} elements out) [{context}]")
 
 
+def channels_past_the_range(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance,
+                            overflow: float, context: str = "", *, dim: int = 1) -> torch.Tensor:
+    """The channels (indices along ``dim``) where some |expected| + tolerance passes
+    ``overflow``, the largest finite value of ``got``'s dtype, as a (C,) bool tensor.  There
+    ±inf may be the exact value rounded, and a sum or product over the channel that meets
+    it (inf - inf, W·inf) reads nothing of an identity, so those channels are checked here
+    entry by entry instead: each within its tolerance of ``expected``, or ±inf where the
+    bound passes the range (``assert_close(..., overflow=...)``)."""
+    __tracebackhide__ = True
+    tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(expected)
+    reach = (expected.abs() + tol > overflow).movedim(dim, 0)
+    past = reach.reshape(reach.shape[0], -1).any(1)
+    for c in past.nonzero().flatten().tolist():
+        assert_close(f"{what} (channel {c})", got.select(dim, c), expected.select(dim, c),
+                     tol.select(dim, c), f"{context}; a channel whose exact value may pass the "
+                     f"range {overflow:g}", overflow=overflow)
+    return past
+
+
 def assert_finite_where(what: str, got: torch.Tensor, oracle: torch.Tensor,
                         context: str = "") -> None:
     """``got`` is finite wherever the float64 oracle's ``oracle`` is: a non-finite answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bn_invariants.strategies import streams
-from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.assertions import channels_past_the_range
 from bn_invariants.invariants.bounds import SAFETY, elementwise_tolerance, relative_error
 from bn_invariants.invariants.reference import closed_form, statistics
 from bn_invariants.invariants.step import backward, context, rounded_cotangent
@@ -60,16 +60,11 @@ def rows_past_the_range(problem, grad, dx, dx_tol, ctx: str) -> torch.Tensor:
     """The channels c whose weight gradient the dtype may not hold, (C,) bool: some exact
     dl/dW_ck = sum_i dl/dx_ci u_ki (at the x the subject saw) plus its tolerance passes the
     largest finite value.  There ±inf is that gradient rounded, and <W_c, dl/dW_c> or a step
-    W - eta dl/dW is not defined, so these rows are checked entry by entry here instead:
-    each within its tolerance of the exact value, or ±inf where the bound passes the range.
-    Reached in float16 over long reductions: dl/dW sums n products, and grows like n where
-    g correlates with u (the informative cotangent draws g from u's own x̂, not W u's)."""
+    W - eta dl/dW is not defined, so these rows are checked entry by entry instead
+    (``channels_past_the_range``).  Reached in float16 over long reductions: dl/dW sums n
+    products, and grows like n where g correlates with u (the informative cotangent draws
+    g from u's own x̂, not W u's)."""
     exact = torch.einsum("nc...,nk...->ck", dx, problem.values)
     tol = weight_gradient_tolerance(problem, dx, dx_tol)
-    top = finfo(problem.dtype).max
-    past = (exact.abs() + tol > top).any(1)
-    for c in past.nonzero().flatten().tolist():
-        assert_close(f"dl/dW_{c}", grad[c], exact[c], tol[c],
-                     f"{ctx}; a row whose exact value may pass the {problem.dtype} range",
-                     overflow=top)
-    return past
+    return channels_past_the_range("dl/dW", grad, exact, tol, finfo(problem.dtype).max, ctx,
+                                   dim=0)
