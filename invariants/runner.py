@@ -8,7 +8,7 @@ from functools import cached_property
 import torch
 from hypothesis import (HealthCheck, Phase, currently_in_test_context, find, given, note,
                         seed as hseed, settings as hsettings, target)
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import NoSuchExample, UnsatisfiedAssumption
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.assertions import Unsupported, is_device_fault, recording_ratios
@@ -197,11 +197,12 @@ def find_violation(target: Target, settings: hsettings | None = None, seed: int 
 
 def check_long_cases(target: Target):
     """The first exception a long case of ``target`` raises (``Target.long_cases``; one
-    the subject declines is skipped), or None: the same in every run, whatever the seed."""
+    the subject declines, or the invariant rejects as a search would, is skipped), or
+    None: the same in every run, whatever the seed."""
     for case in target.long_cases():
         try:
             target.check(case)
-        except Unsupported:
+        except (Unsupported, UnsatisfiedAssumption):
             continue
         except Exception as exc:  # InvariantViolation, or an error a search would report too
             return exc
