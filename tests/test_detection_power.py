@@ -225,3 +225,20 @@ def test_a_float16_input_gradient_past_the_range_is_its_rounding_not_a_violation
     92358, signs matching); the sum over such a channel read NaN (inf - inf)."""
     functional = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
     check_case(REGISTRY[invariant_id], functional, Case(CONSTANT_SMALL_EPS))
+
+
+def test_a_mixing_backward_whose_products_pass_the_range_is_rejected_not_blamed():
+    """Found by the 20-seed soak (seed 4, offset regime at (2, 1) float16): torch's own
+    float16 dl/dW = dx^T u forms -136.6 x -904.5 = 1.2e5 in float16 and reads inf - inf =
+    NaN where the exact value is 0; that is the suite's mixing, not the batch norm."""
+    from types import SimpleNamespace
+
+    from bn_invariants.invariants.mixing import backward_products_in_range
+    u = torch.tensor([[-904.5], [-904.5]], dtype=torch.float16)
+    w = torch.tensor([[0.5088]], dtype=torch.float16, requires_grad=True)
+    torch.einsum("ck,nk->nc", w, u).backward(torch.tensor([[-136.625], [136.625]]).half())
+    assert bool(w.grad.isnan().all())
+    dx = torch.tensor([[-136.625], [136.625]], dtype=torch.float64)
+    problem = SimpleNamespace(values=u.double(), dtype="float16")
+    assert not backward_products_in_range(problem, dx)
+    assert backward_products_in_range(problem, dx / 16)

@@ -13,7 +13,8 @@ from bn_invariants.strategies import streams
 from bn_invariants.invariants.assertions import assert_close, assert_finite
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.reference import radial_value
-from bn_invariants.invariants.mixing import (POSITIVE_VARIANCE, gradient_terms, mix, mixing_weight,
+from bn_invariants.invariants.mixing import (POSITIVE_VARIANCE, backward_products_in_range,
+                                             gradient_terms, mix, mixing_weight,
                                              rows_past_the_range, weight_gradient)
 from bn_invariants.invariants.bounds import radial_tolerance
 from bn_invariants.invariants.step import affine_of, build, context
@@ -50,6 +51,10 @@ def check_norm(subject, case, reference):
         grad, x = weight_gradient(subject, p, weight, module=module)
         gamma, _ = affine_of(module, x.dim())
         _, _, dx, dx_tol = gradient_terms(p, x, eps, gamma)
+        if not backward_products_in_range(p, dx):
+            if step == 0:
+                reject()  # only when it fails: assume() warns outside a test
+            break  # the mixing's backward would overflow: no further step can be checked
         if bool(rows_past_the_range(p, grad, dx, dx_tol, f"{ctx}; step {step}").any()):
             break  # those rows checked entry by entry; W - eta dl/dW is no weight past the range
         assert_finite(f"dl/dW at step {step}", grad, ctx)  # the tolerance below scales with it
@@ -91,7 +96,8 @@ WEIGHT_NORM_NONDECREASING = register(Invariant(
              "{1/8, 1/2, 1} of its norm, stopping early once W u could pass half the dtype's "
              "largest value, or once a row of dl/dW may pass the dtype's range (float16 over "
              "long reductions; that step's gradient is checked entry by entry as in "
-             "weight-gradient-radial)"),
+             "weight-gradient-radial) or a product dl/dx u of the mixing's backward may "
+             "(the first step: the case is rejected)"),
     tolerance=("the radial term 2η|⟨W, ∇⟩| itself (its exact value, O(ε/σ²), plus the "
                "weight-gradient-radial tolerance), the rounding of W_{t+1} to the dtype "
                "(2u‖W_t − η∇‖²) and the float64 evaluation of the norms"),
