@@ -7,8 +7,8 @@ from functools import cached_property
 
 import torch
 from hypothesis import (HealthCheck, Phase, currently_in_test_context, find, given, note,
-                        settings as hsettings, target)
-from hypothesis.errors import NoSuchExample
+                        seed as hseed, settings as hsettings, target)
+from hypothesis.errors import NoSuchExample, UnsatisfiedAssumption
 
 from bn_invariants.invariants.known_deviations import excluding_deviations, regional_deviations
 from bn_invariants.invariants.assertions import Unsupported, is_device_fault, recording_ratios
@@ -60,8 +60,11 @@ class Target:
         Every run checks them, so a kernel's long-reduction path is reached every time, in
         bfloat16 and where a subtler bug shows, in float32; and once more in float32 in the
         offset regime at full severity (|mu|/sigma up to 8/sqrt(u)), where E[x^2] - E[x]^2
-        comes out zero or negative."""
-        if not self.space or not self.invariant.long_reductions:
+        comes out zero or negative.  Empty for a distributed invariant too: its cases carry
+        per-rank slices drawn for their batch (distributed/split.py draws no long
+        reductions), which a stretched shape would not match."""
+        distributed = self.invariant.kind != "single"
+        if not self.space or not self.invariant.long_reductions or distributed:
             return ()
         dtypes = [d for d in LONG_DTYPES if d in self.space.dtype_ranks]
         found = [_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1]]
@@ -172,24 +175,34 @@ def target_for(invariant: Invariant, subject: Subject, space: Space,
     return Target(invariant, subject, applicable, reference, replicas, regional)
 
 
-def find_violation(target: Target, settings: hsettings | None = None):
+def find_violation(target: Target, settings: hsettings | None = None, seed: int | None = None):
     """Search for a counterexample; return the (shrunk) exception, or None.  Where the
     search finds none, the target's long cases (``Target.long_cases``, which every pytest
-    run checks too) are checked, so a bug that lives only on a long-reduction path counts."""
+    run checks too) are checked, so a bug that lives only on a long-reduction path counts.
+    ``seed`` draws with that seed (``hypothesis.seed``), derandomized or not: one seeded run."""
     @given(case=target.cases())
     def search(case):
         target.check(case)
 
     if settings is not None:
         search = settings(search)
+    if seed is not None:
+        search = hseed(seed)(search)
     try:
         search()
     except Exception as exc:  # the shrunk failure, re-raised by Hypothesis
         return exc
+    return check_long_cases(target)
+
+
+def check_long_cases(target: Target):
+    """The first exception a long case of ``target`` raises (``Target.long_cases``; one
+    the subject declines, or the invariant rejects as a search would, is skipped), or
+    None: the same in every run, whatever the seed."""
     for case in target.long_cases():
         try:
             target.check(case)
-        except Unsupported:
+        except (Unsupported, UnsatisfiedAssumption):
             continue
         except Exception as exc:  # InvariantViolation, or an error a search would report too
             return exc

@@ -131,6 +131,34 @@ def test_kill_matrix_page_and_figure_are_fresh():
                              f"--only kill_matrix` and commit the figure]")
 
 
+def test_an_unchanged_figure_is_not_rewritten(tmp_path):
+    """tools.plots.save leaves a PNG alone when the new rendering shows the same picture
+    (pixels within PIXEL_NOISE, same text chunks) and rewrites it when a pixel or the
+    recorded digest moves."""
+    import io
+
+    import numpy as np
+    pytest.importorskip("matplotlib", reason="the docs extra (matplotlib) is not installed")
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from tools.plots import PIXEL_NOISE, same_picture
+
+    def png(pixels, digest="a"):
+        info = PngInfo()
+        info.add_text("Data-digest", digest)
+        out = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8), "RGBA").save(out, "png", pnginfo=info)
+        return out.getvalue()
+    base = np.full((8, 8, 4), 200)
+    noisy, moved = base.copy(), base.copy()
+    noisy[3, 3, 0] += PIXEL_NOISE
+    moved[3, 3, 0] += PIXEL_NOISE + 1
+    assert same_picture(png(base), png(noisy)), "antialiasing noise counted as a change"
+    assert not same_picture(png(base), png(moved)), "a moved pixel not counted as a change"
+    assert not same_picture(png(base), png(base, digest="b")), "a new digest not a change"
+
+
 def test_a_recorded_cuda_failure_reads_as_a_known_deviation_and_a_poisoned_one_as_unchecked():
     from bn_invariants.invariants.known_deviations import DEVIATIONS
     kind = gen_docs.cuda_failure_kind

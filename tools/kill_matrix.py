@@ -64,7 +64,7 @@ def subjects() -> dict:
     from bn_invariants import zoo
     table = {"ReferenceBatchNorm": (REFERENCE_SUBJECT, CONTROL_BUG,
                                     "invariants/reference.py: the float64 oracle")}
-    for cls in zoo.CONTROLS + zoo.MUTANTS + zoo.PATH_MUTANTS:
+    for cls in zoo.CONTROLS + zoo.MUTANTS:
         bug = CONTROL_BUG if cls in zoo.CONTROLS else cls.BUG
         table[cls.__name__] = (Subject(zoo.spec(cls), cls), bug, cls.SOURCE)
     table.update(distributed_subjects())
@@ -270,8 +270,8 @@ def markdown(doc: dict, ttd: dict | None = None) -> str:
         f"{len(controls)} correct controls, on the CPU, with the `{doc.get('profile', 'ci')}` "
         f"profile's search ({doc.get('max_examples', MAX_EXAMPLES)} derandomized examples"
         + (f", torch {doc['torch']}" if doc.get("torch") else "") + "). "
-        "Rerun with `python3 -m tools.kill_matrix --jobs 2` (several minutes); the figure "
-        "comes from `python3 -m tools.plots`.",
+        "Regenerate this page, the [time to detect](time-to-detect.md) and the figure "
+        "with `nice -n 5 python3 -m tools.detection` (several minutes on 2 cores).",
         "",
         f"[![Kill matrix: one row per invariant, grouped by family, one column per mutant; "
         f"a filled cell means the invariant catches the mutant, a ring marks each mutant's "

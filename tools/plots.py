@@ -1,6 +1,7 @@
 """The docs' figures, computed by the suite's own code and data.
 
     python3 -m tools.plots                      # writes all three figures in docs/img/
+                                                # (only those whose picture changed)
     python3 -m tools.plots --only kill_matrix   # just one
 
 kill_matrix.png: the kill matrix (docs/data/kill_matrix.json, written by
@@ -80,6 +81,41 @@ def weight_descent(subject, problem, *, steps: int, lr: float) -> WeightTrajecto
     return WeightTrajectory(torch.stack(norms), torch.stack(losses))
 
 
+PIXEL_NOISE = 1
+"""Levels (of 255) by which a pixel may differ in a picture that shows the same thing: a
+last-bit change in the plotted floats moves a line's antialiasing by one level (measured:
+bias_drift.png, 184 pixels by 1 after the cotangent refactor); anything visible moves more."""
+
+
+def same_picture(old: bytes, new: bytes) -> bool:
+    """Whether two PNGs show the same picture: the same size, mode and text chunks (the
+    kill matrix's data digest among them), every pixel within PIXEL_NOISE levels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    with Image.open(io.BytesIO(old)) as a, Image.open(io.BytesIO(new)) as b:
+        if (a.size, a.mode, a.text) != (b.size, b.mode, b.text):
+            return False
+        diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+    return int(diff.max(initial=0)) <= PIXEL_NOISE
+
+
+def save(fig, path: Path, metadata: dict | None = None) -> bool:
+    """Write ``fig`` to ``path`` as a PNG (no software tag) and close it, unless the file
+    there already shows the same picture (``same_picture``): rerunning the plots on
+    unchanged data leaves the repository unchanged.  Returns whether it wrote."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None, **(metadata or {})})
+    plt.close(fig)
+    new = buffer.getvalue()
+    if path.exists() and same_picture(path.read_bytes(), new):
+        return False
+    path.write_bytes(new)
+    return True
+
+
 def _style(ax, title, ylabel):
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("gradient step t")
@@ -87,7 +123,7 @@ def _style(ax, title, ylabel):
     ax.grid(alpha=0.3)
 
 
-def bias_figure(path: Path, *, steps: int = 40, lr: float = 0.1) -> None:
+def bias_figure(path: Path, *, steps: int = 40, lr: float = 0.1) -> bool:
     """b_t and l_t under the naive and the proper rule (bias_descent, as no-bias-drift)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     t = torch.arange(steps + 1)
@@ -111,11 +147,10 @@ def bias_figure(path: Path, *, steps: int = 40, lr: float = 0.1) -> None:
     right.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Gradient descent on b in x = u + b, then x̂ = (x − E[x]) / s  "
                  f"(N = {BIAS_PROBLEM.shape[0]}, learning rate {lr})", fontsize=11)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    return save(fig, path)
 
 
-def scale_figure(path: Path, *, steps: int = 300, lr: float = 0.1) -> None:
+def scale_figure(path: Path, *, steps: int = 300, lr: float = 0.1) -> bool:
     """‖W_t‖ and l_t for a linear layer before a scaling normalisation, naive vs proper."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     t = torch.arange(steps + 1)
@@ -134,8 +169,7 @@ def scale_figure(path: Path, *, steps: int = 300, lr: float = 0.1) -> None:
     right.legend(fontsize=8, loc="center right")
     fig.suptitle(f"Gradient descent on W in x = W u, then x̂ = (x − E[x]) / √Var[x]  "
                  f"(N = {SCALE_PROBLEM.shape[0]}, learning rate {lr})", fontsize=11)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    return save(fig, path)
 
 
 VERDICT_COLORS = {"caught": "#b2182b", "passed": "#f4f4f4", "unsupported": "#fddbc7",
@@ -145,7 +179,7 @@ VERDICT_LABELS = {"caught": "caught", "passed": "passed (not caught)",
                   "n/a": "not applicable (no input the invariant applies to)"}
 
 
-def kill_matrix_figure(path: Path) -> None:
+def kill_matrix_figure(path: Path) -> bool:
     """The kill matrix as a heatmap: one row per invariant (grouped by family), one column
     per subject (controls first), each mutant's quickest catcher ringed."""
     from matplotlib.colors import ListedColormap
@@ -200,8 +234,7 @@ def kill_matrix_figure(path: Path) -> None:
                               markeredgecolor=VERDICT_COLORS["caught"], markeredgewidth=1.6,
                               markersize=8, label="ringed: the mutant's quickest catcher"))
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
-    fig.savefig(path, dpi=110, metadata={"Software": None, STAMP_KEY: figure_stamp(doc, ttd)})
-    plt.close(fig)
+    return save(fig, path, {STAMP_KEY: figure_stamp(doc, ttd)})
 
 
 def figure_digest(path: Path) -> str | None:
@@ -222,8 +255,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     IMG.mkdir(parents=True, exist_ok=True)
     for name in args.only or FIGURES:
-        FIGURES[name](IMG / f"{name}.png")
-        print(f"wrote {(IMG / f'{name}.png').relative_to(ROOT)}")
+        wrote = FIGURES[name](IMG / f"{name}.png")
+        print(f"{'wrote' if wrote else 'unchanged:'} {(IMG / f'{name}.png').relative_to(ROOT)}")
     return 0
 
 

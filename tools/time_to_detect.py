@@ -5,17 +5,25 @@ For every zoo mutant (bn_invariants/zoo, the distributed ones included) and ever
 (docs/data/kill_matrix.json) records as catching it, or its CAUGHT_BY names, runs
 the ``ci`` profile's search (derandomized, 30 examples, no database, no deadline) on
 the CPU *with* the shrink phase, and records the examples and seconds to the first failure, the
-seconds including shrinking, and the shrunk counterexample.  Each search runs
+seconds including shrinking, and the shrunk counterexample (or, where only the long
+cases every run checks catch it, that long case: ``found_by``).  Each search runs
 twice in the same process and the second is timed (the first pays one-time
-imports); both must find the same thing.  Writes
+imports); both must find the same thing.
 
-* docs/data/time_to_detect.json: {"profile", "max_examples", "phases", "torch",
-  "hypothesis", "machine", "date", "rows"}, one row per (mutant, catcher);
+Then the catch rate: the same search ``--seeds`` times (default 10), seeded 0, 1, ...
+and not derandomized (the ``ci-seeded`` profile, as ``pytest --hypothesis-seed=s``
+draws), without shrinking, and the long cases once (they are the same in every run).
+A seeded run catches the mutant when its search does or the long cases do.  Writes
+
+* docs/data/time_to_detect.json: {"profile", "max_examples", "phases", "seeded_runs",
+  "torch", "hypothesis", "machine", "date", "rows"}, one row per (mutant, catcher),
+  each with ``seeded``: {"search": the seeds whose search caught it, "long_case":
+  whether the long cases catch it (None: the invariant has none)};
 * docs/time-to-detect.md: rendered from that JSON alone (``markdown(doc)``).
 
-Usage, from the repository root (under a minute with two workers)::
+Usage, from the repository root (a few minutes with two workers)::
 
-    python3 -m tools.time_to_detect [--jobs 2] [--mutants A,B]
+    python3 -m tools.time_to_detect [--jobs 2] [--mutants A,B] [--seeds 10]
 
 With ``--mutants`` only those mutants are rerun and merged into the existing JSON.
 Everything but the timing columns and the date is deterministic: the search is
@@ -38,6 +46,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.catch_rate import SEEDS, catch_rate_lines, seeded_column, seeded_runs
 from tools.kill_matrix import JSON_PATH as KILL_MATRIX_PATH
 from tools.kill_matrix import (
     MAX_EXAMPLES,
@@ -74,14 +83,18 @@ class Recording(Counting):
     started: float = field(default_factory=time.perf_counter)
     seconds_to_first_failure: float | None = None
     last_failing: object = None
+    last_in_search: bool = False
+    """Whether the last failing case was drawn by Hypothesis (else: a long case)."""
 
     def check(self, case):
+        from hypothesis import currently_in_test_context
         try:
             super().check(case)
         except Exception:
             if self.seconds_to_first_failure is None:
                 self.seconds_to_first_failure = time.perf_counter() - self.started
             self.last_failing = case
+            self.last_in_search = currently_in_test_context()
             raise
 
 
@@ -100,12 +113,13 @@ def jsonable(value):
 
 def describe(case) -> dict:
     """The shrunk counterexample: its Problem's shape, numel, dtype, layout, regime,
-    options, and the invariant's params."""
+    seed, cotangent regime, options, and the invariant's params."""
     problem = case.problem
     shape = tuple(problem.shape)
     return {"shape": list(shape), "numel": math.prod(shape), "dtype": problem.dtype,
             "layout": problem.layout, "regime": problem.regime, "severity": problem.severity,
-            "seed": problem.seed, "options": jsonable(vars(problem.options)),
+            "seed": problem.seed, "cotangent_regime": problem.cotangent_regime,
+            "options": jsonable(vars(problem.options)),
             "params": jsonable(dataclasses.asdict(case.params)), "repr": repr(case)}
 
 
@@ -115,6 +129,14 @@ def replayed_last(error, case) -> bool:
     return f"reproduce: {case!r}" in getattr(error, "__notes__", ())
 
 
+def reported(error, case, found_by: str) -> bool:
+    """Whether ``case`` is the one the search reports: the one Hypothesis replayed last,
+    or the long case the exception was raised for (``reproduction``, Target.check)."""
+    if found_by == "search":
+        return replayed_last(error, case)
+    return getattr(error, "reproduction", None) == case
+
+
 def search_once(target, max_examples: int = MAX_EXAMPLES) -> dict:
     """One shrinking search of ``target``: what it found and how long it took."""
     from bn_invariants.invariants.runner import find_violation
@@ -122,17 +144,21 @@ def search_once(target, max_examples: int = MAX_EXAMPLES) -> dict:
     error = find_violation(recording, shrink_settings(max_examples))
     total = time.perf_counter() - recording.started
     caught = classify(error) == "caught" and recording.last_failing is not None
+    found_by = ("search" if recording.last_in_search else "long case") if caught else None
     return {"caught": caught,
             "examples_to_first_failure": recording.first_failure,
             "seconds_to_first_failure": _round(recording.seconds_to_first_failure),
             "seconds_with_shrinking": _round(total),
             "error": None if error is None else type(error).__name__,
+            "found_by": found_by,
             "counterexample": describe(recording.last_failing) if caught else None,
-            "reported": replayed_last(error, recording.last_failing) if caught else None}
+            "reported": reported(error, recording.last_failing, found_by) if caught else None}
 
 
-def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> dict:
-    """Search one mutant with one invariant, shrinking, twice: the row for the table.
+def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES,
+             seeds: int = SEEDS) -> dict:
+    """Search one mutant with one invariant, shrinking, twice, then ``seeds`` seeded
+    runs: the row for the table.
 
     The first search pays the process's one-time costs (lazy imports, Hypothesis's
     first scan of the project's modules), so the timings come from the second;
@@ -144,7 +170,8 @@ def run_cell(name: str, invariant_id: str, max_examples: int = MAX_EXAMPLES) -> 
     target = target_for(invariant, subject, space_of(subject, invariant))
     cold, warm = search_once(target, max_examples), search_once(target, max_examples)
     return {"mutant": name, "invariant": invariant_id, **warm,
-            "repeatable": untimed(cold) == untimed(warm)}
+            "repeatable": untimed(cold) == untimed(warm),
+            "seeded": seeded_runs(target, seeds, max_examples)}
 
 
 def untimed(row: dict) -> dict:
@@ -172,9 +199,9 @@ def catchers(kill_matrix: dict, mutants) -> list[tuple[str, str]]:
     return work
 
 
-def run(work, jobs: int, max_examples: int) -> list[dict]:
+def run(work, jobs: int, max_examples: int, seeds: int = SEEDS) -> list[dict]:
     """One row per (mutant, invariant) in ``work``, in ``jobs`` processes."""
-    args = [(n, i, max_examples) for n, i in work]
+    args = [(n, i, max_examples, seeds) for n, i in work]
     rows = []
     if jobs > 1:
         with ProcessPoolExecutor(jobs, initializer=_one_thread) as pool:
@@ -194,7 +221,9 @@ def _progress(done, total, row):
     print(f"[{done}/{total}] {row['mutant']} × {row['invariant']}: "
           f"first failure at {row['examples_to_first_failure']} "
           f"({row['seconds_to_first_failure']}s), {row['seconds_with_shrinking']}s with "
-          f"shrinking, shrunk to {ce and ce['shape']}", file=sys.stderr, flush=True)
+          f"shrinking, found by {row['found_by']}, shape {ce and ce['shape']}, seeded search "
+          f"caught {len(row['seeded']['search'])}, long case {row['seeded']['long_case']}",
+          file=sys.stderr, flush=True)
 
 
 def all_mutants() -> tuple:
@@ -217,14 +246,14 @@ def order(rows) -> list[dict]:
     return sorted(rows, key=key)
 
 
-def document(rows, previous: dict | None, max_examples: int) -> dict:
+def document(rows, previous: dict | None, max_examples: int, seeds: int = SEEDS) -> dict:
     """The JSON document: this run's rows merged over ``previous``'s other mutants."""
     import hypothesis
     import torch
     rerun = {r["mutant"] for r in rows}
     kept = [r for r in (previous or {}).get("rows", []) if r["mutant"] not in rerun]
     return {"profile": "ci", "max_examples": max_examples, "phases": list(PHASES),
-            "torch": torch.__version__, "hypothesis": hypothesis.__version__,
+            "seeded_runs": seeds, "torch": torch.__version__, "hypothesis": hypothesis.__version__,
             "machine": MACHINE, "date": datetime.date.today().isoformat(),
             "rows": order(kept + rows)}
 
@@ -232,7 +261,8 @@ def document(rows, previous: dict | None, max_examples: int) -> dict:
 def summary(doc: dict) -> dict:
     """Median and max of examples and seconds to the first failure, over every caught
     row and over each mutant's first row; the largest shrunk counterexamples, overall
-    and apart from the strategy's long-reduction draw (which cannot shrink shorter)."""
+    and apart from the strategy's long-reduction draw (which cannot shrink shorter); the
+    rows only a long case catches (not shrunk)."""
     caught = [r for r in doc["rows"] if r["caught"]]
     firsts = list({r["mutant"]: r for r in reversed(caught)}.values())
 
@@ -243,13 +273,15 @@ def summary(doc: dict) -> dict:
     def largest(rows):
         return max(rows, key=lambda r: (r["counterexample"]["numel"], r["mutant"], r["invariant"]),
                    default=None)
-    short = [r for r in caught if not is_long(r["counterexample"])]
+    shrunk = [r for r in caught if r["found_by"] == "search"]
+    short = [r for r in shrunk if not is_long(r["counterexample"])]
     return {"rows": len(doc["rows"]), "caught": len(caught), "mutants": len(firsts),
             "examples": stats(caught, "examples_to_first_failure"),
             "seconds": stats(caught, "seconds_to_first_failure"),
             "seconds_with_shrinking": stats(caught, "seconds_with_shrinking"),
             "first_row_examples": stats(firsts, "examples_to_first_failure"),
-            "largest": largest(caught), "largest_short": largest(short)}
+            "largest": largest(shrunk), "largest_short": largest(short),
+            "long_case_only": [r for r in caught if r["found_by"] == "long case"]}
 
 
 def is_long(counterexample: dict) -> bool:
@@ -276,13 +308,16 @@ def markdown(doc: dict) -> str:
     lines = [
         "# Time to detect",
         "",
-        ("Generated by `python3 -m tools.time_to_detect --jobs 2`; do not edit. For each "
+        ("Generated by `python3 -m tools.time_to_detect --jobs 2` (with the kill matrix "
+         "and the figures: `python3 -m tools.detection`); do not edit. For each "
          "broken implementation in the zoo (`bn_invariants/zoo`) and each invariant the "
          "[kill matrix](kill-matrix.md) records as catching it: the examples and seconds the "
          f"`{doc['profile']}` profile's search ({doc['max_examples']} derandomized examples, "
          f"no database, no deadline, phases {', '.join(doc['phases'])}) takes to the first "
          "failure on the CPU, the seconds including shrinking, and the shrunk "
-         "counterexample Hypothesis reports."),
+         "counterexample Hypothesis reports (or, where the search finds nothing, the long "
+         "case every run checks that catches it: *found by* long case, not shrunk). Then "
+         f"the catch rate: how many of {doc['seeded_runs']} seeded runs catch each mutant."),
         "",
         (f"torch {doc['torch']}, hypothesis {doc['hypothesis']}; {doc['machine']}; "
          f"{doc['date']}. Seconds are wall-clock, from the second of two identical searches "
@@ -308,6 +343,9 @@ def markdown(doc: dict) -> str:
              f"max {s['seconds_with_shrinking']['max']:.3f}."),
             f"- Largest shrunk counterexample: {_case_text(s['largest'])}.",
         ]
+        if s["long_case_only"]:
+            lines.append("- Found only by the long cases every run checks (not shrunk): "
+                         f"{_pairs(s['long_case_only'])}.")
         if s["largest_short"] is not s["largest"] and s["largest_short"]:
             lines.append("- Largest apart from the strategy's long-reduction draw (one length, "
                          f"{LONG_REDUCTION:,} values per channel, that shrinking cannot lower): "
@@ -319,15 +357,17 @@ def markdown(doc: dict) -> str:
     unrepeatable = [r for r in doc["rows"] if not r["repeatable"]]
     if unrepeatable:
         lines.append(f"- Two identical searches disagreed: {_pairs(unrepeatable)}.")
-    lines += ["", ("Within each mutant, rows are ordered by examples to the first failure, "
+    lines += [""] + catch_rate_lines(doc)
+    lines += [("Within each mutant, rows are ordered by examples to the first failure, "
                    "then by the size of the shrunk counterexample, then by invariant id; the "
                    "first row is the mutant's quickest catcher."), ""]
     for name in dict.fromkeys(r["mutant"] for r in doc["rows"]):
         lines += [f"## {name}", "",
                   ("| mutant | invariant | examples to first failure | seconds to first "
-                   "failure | seconds with shrinking | shrunk shape | elements | dtype |"),
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [_table_row(r) for r in doc["rows"] if r["mutant"] == name]
+                   "failure | seconds with shrinking | found by | shrunk shape | elements | "
+                   "dtype | seeded runs caught |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [_table_row(r, doc["seeded_runs"]) for r in doc["rows"] if r["mutant"] == name]
         lines.append("")
     return "\n".join(lines)
 
@@ -336,14 +376,15 @@ def _pairs(rows) -> str:
     return ", ".join(f"{r['mutant']} × `{r['invariant']}`" for r in rows)
 
 
-def _table_row(r: dict) -> str:
+def _table_row(r: dict, runs: int) -> str:
     ce = r["counterexample"]
-    shrunk = [_shape(ce), str(ce["numel"]), ce["dtype"]] if ce else ["not caught", "–", "–"]
+    shrunk = ([r["found_by"], _shape(ce), str(ce["numel"]), ce["dtype"]] if ce
+              else ["not caught", "–", "–", "–"])
     first, seconds = r["examples_to_first_failure"], r["seconds_to_first_failure"]
     cells = [r["mutant"].removesuffix("BatchNorm"), f"`{r['invariant']}`",
              "–" if first is None else str(first),
              "–" if seconds is None else f"{seconds:.3f}",
-             f"{r['seconds_with_shrinking']:.3f}", *shrunk]
+             f"{r['seconds_with_shrinking']:.3f}", *shrunk, seeded_column(r, runs)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -353,6 +394,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mutants", default=None, help="comma-separated names: rerun only these")
     parser.add_argument("--max-examples", type=int, default=MAX_EXAMPLES, metavar="N",
                         help=f"examples searched per cell (default {MAX_EXAMPLES}, the ci profile's)")
+    parser.add_argument("--seeds", type=int, default=SEEDS, metavar="K",
+                        help=f"seeded runs per row for the catch rate (default {SEEDS})")
     args = parser.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -366,9 +409,13 @@ def main(argv=None) -> int:
         print(f"the kill matrix lacks {name}: only its CAUGHT_BY are run (rerun "
               f"python3 -m tools.kill_matrix, then this)", file=sys.stderr)
     previous = json.loads(JSON_PATH.read_text()) if args.mutants and JSON_PATH.exists() else None
+    if previous and (previous.get("seeded_runs"), previous["max_examples"]) != (args.seeds,
+                                                                                args.max_examples):
+        parser.error("--mutants merges into a table with another --seeds or --max-examples: "
+                     "rerun every mutant")
     rows = run(catchers(kill_matrix, [by_name[n] for n in names]), args.jobs,
-               args.max_examples)
-    doc = document(rows, previous, args.max_examples)
+               args.max_examples, args.seeds)
+    doc = document(rows, previous, args.max_examples, args.seeds)
     JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
     JSON_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     MD_PATH.write_text(markdown(doc))

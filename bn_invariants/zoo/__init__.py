@@ -36,6 +36,17 @@ from bn_invariants.zoo.running_stats import (BiasedRunningVarianceBatchNorm,
 CONTROLS = (ZooBatchNorm, ManualBackwardBatchNorm)
 """Correct batch norms written like the mutants: they must pass every invariant."""
 
+PATH_MUTANTS = (
+    HalfAccumulationBatchNorm,
+    ChunkedVarianceMergeBatchNorm,
+    SplitReductionBatchNorm,
+    BFloat16UnbiasedBatchNorm,
+)
+"""Bugs on one path only (long reductions, chunked merges, one dtype, half accumulation),
+the last of MUTANTS: caught by the search and by the long cases every run checks
+(tests/test_detection_power.py); their catch rate over seeded runs is in
+docs/time-to-detect.md."""
+
 MUTANTS = (
     DetachedMeanBatchNorm,
     DetachedVarianceBatchNorm,
@@ -59,22 +70,10 @@ MUTANTS = (
     EmptyBatchPoisonsStatsBatchNorm,
     NondeterministicBatchNorm,
     DowncastParametersBatchNorm,
-)
+) + PATH_MUTANTS
 """One bug each; the suite must catch every one."""
 
 
 def spec(cls) -> str:
     """The ``--bn-impl`` spelling of a zoo class, e.g. 'bn_invariants.zoo.detached_mean:DetachedMeanBatchNorm'."""
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-PATH_MUTANTS = (
-    HalfAccumulationBatchNorm,
-    ChunkedVarianceMergeBatchNorm,
-    SplitReductionBatchNorm,
-    BFloat16UnbiasedBatchNorm,
-)
-"""Bugs on one path only (long reductions, chunked merges, one dtype, half accumulation):
-caught by the long cases every run checks and by the search (tests/test_detection_power.py);
-they join MUTANTS once the kill matrix has rows for them (``python3 -m tools.kill_matrix
---mutants ...``)."""
