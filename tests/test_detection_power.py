@@ -286,3 +286,13 @@ def test_a_mixing_backward_whose_products_pass_the_range_is_rejected_not_blamed(
     problem = SimpleNamespace(values=u.double(), dtype="float16")
     assert not backward_products_in_range(problem, dx)
     assert backward_products_in_range(problem, dx / 16)
+
+
+def test_a_bias_gradient_whose_terms_pass_the_range_is_not_blamed():
+    """A thorough run: float16, tiny variance, eps = 1e-7, heavy-tailed g: single dl/dx_i
+    pass 65504 and torch's dl/db, their sum, is -inf where the exact value is 0."""
+    functional = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
+    problem = Problem((1, 43, 2, 3), "float16", regime="tiny_variance", severity=0.1875,
+                      options=BNOptions(eps=1e-07, momentum=0.5, affine=False),
+                      cotangent_regime="heavy_tailed")
+    assert not caught(functional, "zero-bias-gradient", problem, BiasOffset(bias=0.0))
