@@ -148,6 +148,14 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         f"tolerance; {count} of {ok.numel()} elements out) [{context}]")
 
 
+def channels_reaching(expected: torch.Tensor, tolerance, overflow: float, dim: int = 1) -> torch.Tensor:
+    """The channels (indices along ``dim``) where some |expected| + tolerance passes
+    ``overflow``, as a (C,) bool tensor: there ±inf may be the exact value rounded."""
+    tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(expected)
+    reach = (expected.abs() + tol > overflow).movedim(dim, 0)
+    return reach.reshape(reach.shape[0], -1).any(1)
+
+
 def channels_past_the_range(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance,
                             overflow: float, context: str = "", *, dim: int = 1) -> torch.Tensor:
     """The channels (indices along ``dim``) where some |expected| + tolerance passes
@@ -158,8 +166,7 @@ def channels_past_the_range(what: str, got: torch.Tensor, expected: torch.Tensor
     bound passes the range (``assert_close(..., overflow=...)``)."""
     __tracebackhide__ = True
     tol = torch.as_tensor(tolerance, dtype=torch.float64).expand_as(expected)
-    reach = (expected.abs() + tol > overflow).movedim(dim, 0)
-    past = reach.reshape(reach.shape[0], -1).any(1)
+    past = channels_reaching(expected, tol, overflow, dim)
     for c in past.nonzero().flatten().tolist():
         assert_close(f"{what} (channel {c})", got.select(dim, c), expected.select(dim, c),
                      tol.select(dim, c), f"{context}; a channel whose exact value may pass the "
