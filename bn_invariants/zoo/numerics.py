@@ -78,17 +78,12 @@ def half_sum(values: torch.Tensor, dims: tuple) -> torch.Tensor:
     return rows.reshape((1, -1) + (1,) * (values.dim() - 2))
 
 
-class HalfAccumulationBatchNorm(ZooBatchNorm):
+class HalfAccumulationBatchNorm(HalfStatisticsBatchNorm):
     """Statistics of float16/bfloat16 input accumulated in half precision: every partial
-    sum of the mean and of the squared deviations rounded to the input dtype."""
+    sum of the mean and of the squared deviations rounded to the input dtype (HalfStatistics
+    rounds only the results; its sources and catcher are this one's too)."""
 
     BUG = "statistics of half-precision input accumulated in half precision (pairwise sums)"
-    SOURCE = ("pytorch/pytorch#126525 (Half var_sum overflow in CPU batch norm); "
-              "tensorflow/tensorflow#8535; Micikevicius et al. (2018), Mixed Precision Training")
-    CAUGHT_BY = ("half-precision-ulp",)
-
-    def compute_dtype(self, dtype):
-        return dtype
 
     def batch_statistics(self, x, dims):
         if x.dtype not in (torch.float16, torch.bfloat16):
