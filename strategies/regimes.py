@@ -11,7 +11,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.strategies.dtypes import finfo, max_offset_ratio
+from bn_invariants.strategies.dtypes import finfo, mantissa_bits, max_offset_ratio, torch_dtype
 from bn_invariants.strategies.names import names_from
 from bn_invariants.strategies.shapes import reduction_length
 
@@ -34,13 +34,37 @@ def unit(gen, shape, severity, dtype):
 
 
 def offset(gen, shape, severity, dtype):
-    """Unit-variance channels around large per-channel means, |mean|/std up to
+    """Channels around large per-channel means, |mean|/std up to
     ``max_offset_ratio(dtype, n, accumulated=True)``, the limit for statistics accumulated
-    in float32 (half types) or the dtype: what exposes E[x^2] - E[x]^2."""
+    in float32 (half types) or the dtype: what exposes E[x^2] - E[x]^2.
+
+    Unit-variance noise, except where the dtype's spacing at the mean passes 2 (float16
+    from 4096, bfloat16 from 512): unit noise would collapse onto one value there, so the
+    channel holds two neighbouring values of the dtype instead, the one further from zero
+    at a fraction in [1/n, 1/sqrt(n)] of the entries.  Low-precision activations look like
+    this; |mean|/std reaches about 2**p * sqrt(n), where E[x^2] - E[x]^2 breaks down."""
     ratio = max_offset_ratio(dtype, reduction_length(shape), accumulated=True) ** severity
     signs = torch.where(torch.rand(shape[1], generator=gen) < 0.5, -1.0, 1.0).double()
     means = signs * ratio * _uniform(gen, (shape[1],), 0.5, 1.0)
-    return _normal(gen, shape) + _per_channel(shape, means)
+    gaussian = _normal(gen, shape) + _per_channel(shape, means)
+    return torch.where(_per_channel(shape, _grid_spacing(means, dtype) > 2),
+                       _two_levels(gen, shape, means, dtype), gaussian)
+
+
+def _grid_spacing(values, dtype):
+    """The spacing of ``dtype``'s values at each of ``values`` (nonzero)."""
+    return 2.0 ** (torch.floor(torch.log2(values.abs())) + 1 - mantissa_bits(dtype))
+
+
+def _two_levels(gen, shape, means, dtype):
+    """Each channel's mean rounded to ``dtype``, and the next value away from zero at a
+    fraction 2**-(f log2 n), f uniform in [0.5, 1], of the entries."""
+    levels = means.to(torch_dtype(dtype)).double()
+    n = reduction_length(shape)
+    fraction = 2.0 ** (-math.log2(n) * _uniform(gen, (shape[1],), 0.5, 1.0))
+    rare = torch.rand(shape, generator=gen, dtype=torch.float64) < _per_channel(shape, fraction)
+    step = _per_channel(shape, levels.sign() * _grid_spacing(levels, dtype))
+    return _per_channel(shape, levels) + step * rare
 
 
 def tiny_variance(gen, shape, severity, dtype):
