@@ -8,7 +8,7 @@ and the float16 dl/db a sum near 65504, which may round to inf.  The bound on dl
 import pytest
 import torch
 
-from bn_invariants.invariants import REGISTRY, BiasOffset, Steps
+from bn_invariants.invariants import REGISTRY, BiasOffset, Scale, Steps
 from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
@@ -55,3 +55,13 @@ def test_bias_drift_accepts_an_overflow_only_within_the_bound(problem, b_1, viol
             check_case(REGISTRY["no-bias-drift"], FUNCTIONAL, case)
     else:
         check_case(REGISTRY["no-bias-drift"], FUNCTIONAL, case)
+
+
+def test_an_inverse_scaled_weight_gradient_may_round_to_inf_within_its_band():
+    """Found by an offset-regime soak: float16 (2, 48), |mean|/std about 800, g = 1. The exact
+    dl/dW is 0, torch's float16 one about -33000 (within a band of 1.7e6, the conditioning's);
+    at W/2 it doubles past 65504 and rounds to -inf, which the band admits."""
+    problem = Problem((2, 48), "float16", regime="offset", severity=0.6875, seed=0,
+                      cotangent_regime="ones")
+    check_case(REGISTRY["weight-gradient-inverse-scale"], BUILTIN_SUBJECTS[0],
+               Case(problem, Scale(scale=0.5)))
