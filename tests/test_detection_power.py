@@ -58,6 +58,15 @@ def test_a_drifting_bias_is_caught_at_every_step_count(dtype, lr, steps):
     assert all(found), found
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_a_drifting_bias_is_caught_at_long_reductions(dtype):
+    """The issue's bar: the detached mean caught by no-bias-drift at n = 10^5 with T >= 2
+    steps in every dtype (measured: 3 of 3 seeds each, T = 2 and 4; torch in none)."""
+    problem = Problem((100000, 2), dtype, seed=0, cotangent_regime="informative")
+    assert caught(DETACHED_MEAN, "no-bias-drift", problem, Steps(steps=2, lr=1.0))
+    assert not caught(TORCH_1D, "no-bias-drift", problem, Steps(steps=2, lr=1.0))
+
+
 def test_torch_does_not_drift_where_a_bias_step_rounds_the_input_coarsely():
     """A false alarm of holding every step to x + b_0's bound: in bfloat16 at n = 2, b_1
     (within its bound) rounds x + b_1 so coarsely that step 2's exact gradient bound is
