@@ -83,3 +83,17 @@ def test_a_weight_gradient_the_subject_may_overflow_is_no_violation(
         check_case(REGISTRY[invariant_id], BUILTIN_SUBJECTS[subject], Case(problem, params))
     except UnsatisfiedAssumption:
         pass
+
+
+def test_a_subject_gradient_near_subnormal_makes_the_inverse_scaling_inexact(monkeypatch):
+    """Found by an offset-regime search: float16, exact min |dl/dx| far from subnormal, but
+    torch's own dl/dx (within its tolerance of the exact one) has entries whose quarter is
+    subnormal; dl/dW(4 W) was then one ulp off the "bitwise" expectation.  (This case is
+    now also rejected for its range; the range check is lifted to reach the scaling.)"""
+    import importlib
+    weights = importlib.import_module("bn_invariants.invariants.catalogue.scale_invariant_weights")
+    monkeypatch.setattr(weights, "_in_range", lambda *args: True)
+    problem = Problem((7, 23, 2), "float16", regime="offset", severity=0.75, seed=145,
+                      cotangent_regime="informative")
+    check_case(REGISTRY["weight-gradient-inverse-scale"], BUILTIN_SUBJECTS[0],
+               Case(problem, Scale(scale=4.0)))
