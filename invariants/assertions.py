@@ -83,7 +83,7 @@ def _index(flat_index: int, shape) -> tuple:
 
 def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance,
                  context: str = "", *, overflow: float | None = None,
-                 nan_ok: str | None = None) -> None:
+                 nan_ok: str | None = None, oracle: tuple | None = None) -> None:
     """|got - expected| <= tolerance elementwise, compared in float64 on the CPU.
 
     ``tolerance`` is a scalar or a tensor broadcastable to ``expected``; a NaN in it is a
@@ -94,7 +94,10 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     computed in), +inf where expected + tolerance passes it (-inf where expected - tolerance
     passes -overflow): the bound then admits a result the dtype cannot hold, and ±inf is
     that result rounded; an infinity of the other sign rounds nothing the bound admits (an
-    infinite tolerance admits ±inf likewise; never NaN).
+    infinite tolerance admits ±inf likewise; never NaN).  ``oracle`` = (exact, bound, largest),
+    where both sides are the subject's own: the same ±inf on both sides, of the exact
+    value's sign where |exact| + bound passes ``largest``, agree (each is that value
+    rounded); elsewhere two infinities still never do.
     """
     __tracebackhide__ = True
     if not isinstance(got, torch.Tensor):
@@ -118,6 +121,8 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         agree |= ((got64 == math.inf) & (exp64 + tol > overflow)
                   | (got64 == -math.inf) & (exp64 - tol < -overflow))
     agree |= tol.isinf() & got64.isinf()  # an infinite bound admits a rounded overflow
+    if oracle is not None:
+        agree |= same_overflow(got64, exp64, *oracle)
     error = (got64 - exp64).abs()
     ok = agree | (torch.isfinite(got64) & (error <= tol))
     if _RATIO_RECORDS:  # a margin: what a passing error uses of the derived bound, not
@@ -146,6 +151,18 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
         f"{where}, but should be {e!r} ± {t:.3g} "
         f"(error {abs(g - e):.3g}, {abs(g - e) / t if t > 0 else float('inf'):.3g}× the "
         f"tolerance; {count} of {ok.numel()} elements out) [{context}]")
+
+
+def same_overflow(got, expected, exact, bound, overflow: float) -> torch.Tensor:
+    """Where ``got`` and ``expected`` are the same ±inf, of the sign of ``exact``, and
+    |exact| + bound passes ``overflow``: both are the exact value rounded (bool, float64
+    comparison on the CPU)."""
+    got = got.detach().to("cpu", torch.float64)
+    expected = expected.detach().to("cpu", torch.float64)
+    exact = torch.as_tensor(exact, dtype=torch.float64).expand_as(got)
+    bound = torch.as_tensor(bound, dtype=torch.float64).expand_as(got)
+    return (got.isinf() & (got == expected) & (got.sign() == exact.sign())
+            & (exact.abs() + bound > overflow))
 
 
 def channels_reaching(expected: torch.Tensor, tolerance, overflow: float, dim: int = 1) -> torch.Tensor:

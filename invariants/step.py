@@ -90,6 +90,27 @@ def affine_views(problem):
     return tuple(as_channel(t, rank) for t in problem.affine())
 
 
+def shifted_leaf(x: torch.Tensor, bias: torch.Tensor, layout: str) -> torch.Tensor:
+    """x + b (b per channel, in x's dtype) stored in ``layout``, as a leaf that requires
+    grad: the subject's dl/dx lands on it, and ``bias_gradient_of`` sums it."""
+    shifted = apply_layout(x + channel_view(bias.detach(), x.dim()), layout)
+    return shifted.detach().requires_grad_(True)
+
+
+def bias_gradient_of(dx: torch.Tensor | None, ctx: str) -> torch.Tensor:
+    """dl/db = sum_i dl/dx_i per channel, in dx's dtype and device, from the subject's
+    dl/dx: summed exactly (float64) and rounded once, as a float32-accumulated reduction
+    gives it.  Autograd's own sum for x + b is torch.sum, which on the CPU rounds each
+    thread's partial sum to a half dtype: measured in float16, 10^5 terms whose exact sum
+    is -61.7 but whose partial sums pass 65504 sum to NaN with 2 threads.  That is
+    torch.sum's, not the batch norm's, so the suite takes this sum itself."""
+    if dx is None:
+        raise InvariantViolation(f"dl/dx=None, but should be a tensor: BN(x + b) must "
+                                 f"depend on x + b [{ctx}]")
+    dims = (0,) + tuple(range(2, dx.dim()))
+    return dx.detach().double().sum(dims).to(dx.dtype)
+
+
 def momentum_factor(problem) -> float:
     """The weight of the first batch in the running statistics: the momentum, or 1 for
     momentum=None (a cumulative average after one batch)."""

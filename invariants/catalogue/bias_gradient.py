@@ -7,26 +7,25 @@ from bn_invariants.strategies import streams
 from bn_invariants.invariants.params import BiasOffset, drawn
 from bn_invariants.invariants.assertions import InvariantViolation, assert_close, channels_reaching
 from bn_invariants.invariants.cases import per_channel_offsets, strengths
-from bn_invariants.invariants.step import affine_of, build, context
-from bn_invariants.invariants.reference import channel_view, closed_form, statistics
+from bn_invariants.invariants.step import affine_of, bias_gradient_of, build, context, shifted_leaf
+from bn_invariants.invariants.reference import closed_form, statistics
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.bounds import GRADIENT_SUM, elementwise_tolerance, gradient_sum_tolerance
-from bn_invariants.strategies import apply_layout, finfo
+from bn_invariants.strategies import finfo
 
 
 def bias_gradient(subject, problem, b: torch.Tensor, module=None):
     """(dl/db, x + b as float64, module) for l = sum(g * BN(x + b)), b a leaf (C,)."""
     module = module or build(subject, problem)
-    bias = b.to(problem.torch_dtype).to(problem.device).requires_grad_(True)
-    x = problem.input()
-    shifted = apply_layout(x + channel_view(bias, x.dim()), problem.layout)
+    bias = b.to(problem.torch_dtype).to(problem.device)
+    shifted = shifted_leaf(problem.input(), bias, problem.layout)
     y = module(shifted)
     if not y.requires_grad:
         raise InvariantViolation(f"BN(x + b).requires_grad=False, but should be True: "
                                  f"the output must depend on b [{context(subject, problem)}]")
     g = problem.cotangent().to(y.dtype).to(problem.device)
     y.backward(g)
-    return bias.grad, shifted.detach(), module
+    return bias_gradient_of(shifted.grad, context(subject, problem)), shifted.detach(), module
 
 
 def check(subject, case, reference):

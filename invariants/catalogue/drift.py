@@ -5,11 +5,9 @@ import torch
 from hypothesis import strategies as st
 
 from bn_invariants.invariants.params import Steps, drawn
-from bn_invariants.invariants.step import affine_of, build, context
-from bn_invariants.invariants.reference import channel_view
+from bn_invariants.invariants.step import affine_of, bias_gradient_of, build, context, shifted_leaf
 from bn_invariants.invariants.registry import Invariant, register
 from bn_invariants.invariants.trajectory import DRIFT, Trajectory, check_trajectory
-from bn_invariants.strategies import apply_layout
 
 
 def bias_descent(subject, problem, *, steps: int, lr: float, module=None) -> Trajectory:
@@ -18,19 +16,17 @@ def bias_descent(subject, problem, *, steps: int, lr: float, module=None) -> Tra
     module = module or build(subject, problem)
     x = problem.input()
     g = problem.cotangent().to(problem.torch_dtype).to(problem.device)
-    bias = torch.zeros(problem.num_features, dtype=problem.torch_dtype,
-                       device=problem.device, requires_grad=True)
+    bias = torch.zeros(problem.num_features, dtype=problem.torch_dtype, device=problem.device)
     biases, losses = [], []
     for step in range(steps + 1):
-        y = module(apply_layout(x + channel_view(bias, x.dim()), problem.layout))
-        loss = (y.double() * g.double()).sum()
+        shifted = shifted_leaf(x, bias, problem.layout)
+        loss = (module(shifted).double() * g.double()).sum()
         biases.append(bias.detach().to("cpu", torch.float64).clone())
         losses.append(loss.detach().cpu())
         if step == steps:
             break
-        (grad,) = torch.autograd.grad(loss, bias)
-        with torch.no_grad():
-            bias -= lr * grad
+        (dx,) = torch.autograd.grad(loss, shifted, allow_unused=True)
+        bias = bias - lr * bias_gradient_of(dx, context(subject, problem))
     return Trajectory(torch.stack(biases), torch.stack(losses))
 
 

@@ -19,7 +19,7 @@ from bn_invariants.invariants.mixing import (backward_products_in_range, gradien
                                              rows_past_the_range, weight_gradient,
                                              weight_gradient_tolerance)
 from bn_invariants.invariants.bounds import radial_tolerance
-from bn_invariants.invariants.assertions import assert_close
+from bn_invariants.invariants.assertions import assert_close, assert_finite_where
 from bn_invariants.invariants.reference import radial_value
 from bn_invariants.invariants.bounds import radial_reference_error
 from bn_invariants.invariants.step import affine_of, build, context
@@ -74,7 +74,7 @@ WEIGHT_GRADIENT_RADIAL = register(Invariant(
          "Var[x] out gets γΣ g x̂ instead."),
     source="Ioffe & Szegedy (2015), section 3.3",
     applies=("training mode; every rank (x = W u over the channel dimension), dtype, layout "
-             "and option; cases where a product dl/dx_ci u_ki of the mixing's backward, dl/dx "
+             "and option; cases where a dl/dx_ci or a product dl/dx_ci u_ki of the mixing's backward, dl/dx "
              "being any within its tolerance, would pass the dtype's range / SAFETY are "
              "rejected (half types form them in "
              "the dtype: their exact sum is finite, but inf - inf reads NaN); a row of dl/dW "
@@ -148,6 +148,9 @@ def check_inverse_scale(subject, case, reference):
         c = 1 / c
         if not _in_range(p, x1, stats1, dx1, dx_tol1, c):
             reject()  # only when it fails: assume() warns outside a test
+    # dl/dW(W) in range (above): a non-finite one is the subject's, never a bound's input
+    assert_finite_where("dl/dW(W)", grad1, torch.einsum("nc...,nk...->ck", dx1, p.values),
+                        context(subject, p))
     scaled = build(subject, p, options=replace(p.options, eps=c * c * eps))
     grad2, x2 = weight_gradient(subject, p, mixing_weight(p, c), module=scaled)
     near_subnormal = SAFETY * max(1.0, c) * finfo(p.dtype).tiny

@@ -149,8 +149,9 @@ def check_scale_drift(subject, case, reference):
             break
         gamma, _ = affine_of(module, x.dim())
         _, _, dx, dx_tol = gradient_terms(p, x, p.options.eps, gamma)
-        reach = (dx.abs() + dx_tol) * (x / a_view(a, x)).abs()  # any dl/dx within its bound
-        if not float(reach.max()) <= finfo(p.dtype).max / SAFETY:
+        reach = dx.abs() + dx_tol  # any dl/dx within its bound: itself and times u in range
+        top = finfo(p.dtype).max / SAFETY
+        if not (float(reach.max()) <= top and float((reach * x / a_view(a, x)).abs().max()) <= top):
             reject()  # only when it fails: assume() warns outside a test
         radial, tol = _radial_bound(p, x, x.abs(), p.options.eps, gamma, 1)
         expected, tol = radial / a, tol / a.abs()
@@ -174,8 +175,8 @@ VARIANCE_HELD_OUT_DRIFT = register(Invariant(
          "while the loss stays fixed."),
     source="Ioffe & Szegedy (2015), sections 2 and 3.3",
     applies=("training mode; every rank, dtype, layout and option; 1 to 4 steps; cases "
-             "where a product dl/dxᵢ·uᵢ of the backward, dl/dx being any within its tolerance, "
-             "would pass the dtype's range / SAFETY are rejected (its exact sum is ~0, but "
+             "where a dl/dxᵢ or a product dl/dxᵢ·uᵢ of the backward, dl/dx being any within its "
+             "tolerance, would pass the dtype's range / SAFETY are rejected (its exact sum is ~0, but "
              "half types overflow on the way); where dl/da's band passes the dtype's largest "
              "value, ±inf of its sign is that gradient rounded, and the descent stops there"),
     tolerance=("each step: the radial tolerance of weight-gradient-radial with |a u| for "

@@ -13,10 +13,10 @@ import torch
 import torch.distributed as dist
 
 from bn_invariants.invariants.params import Params
-from bn_invariants.invariants.reference import as64, channel_view
-from bn_invariants.invariants.step import build, set_running_stats
+from bn_invariants.invariants.reference import as64
+from bn_invariants.invariants.step import bias_gradient_of, build, set_running_stats, shifted_leaf
 from bn_invariants.invariants.subjects import load_subject
-from bn_invariants.strategies import Problem, apply_layout
+from bn_invariants.strategies import Problem
 
 
 @dataclass(frozen=True)
@@ -113,19 +113,19 @@ def bias_descent(request: RankRequest) -> dict:
     p, steps, lr = request.problem, request.params.steps, request.params.lr
     module = _module(request)
     x, g = request.input(), request.cotangent().double()
-    bias = torch.zeros(p.num_features, dtype=p.torch_dtype, device=p.device, requires_grad=True)
+    bias = torch.zeros(p.num_features, dtype=p.torch_dtype, device=p.device)
     biases, losses = [], []
     for step in range(steps + 1):
-        y = module(apply_layout(x + channel_view(bias, x.dim()), p.layout))
-        loss = (y.double() * g).sum()
+        shifted = shifted_leaf(x, bias, p.layout)
+        loss = (module(shifted).double() * g).sum()
         biases.append(as64(bias))
         losses.append(float(loss.detach()))
         if step == steps:
             break
-        (grad,) = torch.autograd.grad(loss, bias, allow_unused=True)
-        grad = torch.zeros_like(bias) if grad is None else grad
+        (dx,) = torch.autograd.grad(loss, shifted, allow_unused=True)
+        grad = (torch.zeros_like(bias) if dx is None  # a rank whose slice does not reach b
+                else bias_gradient_of(dx, f"samples {request.start}:{request.stop}"))
         dist.all_reduce(grad)
-        with torch.no_grad():
-            bias -= lr * grad
+        bias = bias - lr * grad
     return {**_state(module), "path_bias": torch.stack(biases),
             "path_loss": torch.tensor(losses, dtype=torch.float64)}
