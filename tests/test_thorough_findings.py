@@ -78,3 +78,15 @@ def test_the_thorough_eval_finding_is_a_recorded_deviation_of_torch():
                          options=BNOptions(eps=1e-07), cotangent_regime="informative")
     assert not any(dev.region(contiguous) for dev in regions)
     check_case(REGISTRY["eval-affine-map"], load_subject(FUNCTIONAL), Case(contiguous, Params()))
+
+
+def test_the_bias_gradient_is_the_exact_sum_of_the_subjects_input_gradient():
+    """dl/db = sum_i dl/dx_i, summed exactly and rounded once to the dtype: terms whose
+    partial sums pass float16's range but whose sum is small give that sum (torch.sum, on
+    more than one thread, rounds each thread's partial sum to float16 and can read NaN)."""
+    import torch
+    from bn_invariants.invariants.step import bias_gradient_of
+    column = torch.tensor([40000.0] * 8 + [-40000.0] * 8 + [3.0], dtype=torch.float16)
+    dx = torch.stack([column, -column], dim=1)  # (N, C) = (17, 2)
+    got = bias_gradient_of(dx, "test")
+    assert got.dtype == torch.float16 and got.tolist() == [3.0, -3.0]
