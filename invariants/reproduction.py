@@ -140,6 +140,8 @@ def find_call(log: list, message: str):
     gradient = match["what"].startswith("dl/dx")
     for built in reversed(log):
         for call in reversed(built.calls):
+            if not isinstance(call.input, torch.Tensor) or call.input.numel() == 0:
+                continue  # an empty batch: no output element to compare
             y, expected = _compared(built, call, gradient)
             if not isinstance(y, torch.Tensor) or y.dim() != len(index) or \
                     any(i >= s for i, s in zip(index, y.shape)):
@@ -244,8 +246,12 @@ def reproduce(invariant, subject: Subject, case, message: str,
         check_case(invariant, recording(subject, log), case, reference)
     except Exception:  # noqa: BLE001  (the violation again, as expected)
         pass
-    found = find_call(log, message)
-    if found is None:
-        return ""
-    built, call, index, tol = found
-    return script(subject.spec, built, call, index, tol, _VIOLATION.match(message)["what"])
+    try:
+        found = find_call(log, message)
+        if found is None:
+            return ""
+        built, call, index, tol = found
+        return script(subject.spec, built, call, index, tol, _VIOLATION.match(message)["what"])
+    except Exception as exc:  # noqa: BLE001  (the violation stands; only its script is lost)
+        return (f"(no stand-alone reproduction: building it raised {type(exc).__name__}: "
+                f"{exc}; a bug in the suite, the replay above still holds)")
