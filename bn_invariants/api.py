@@ -102,7 +102,7 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
                      invariants: Iterable[str] | None = None, settings=None,
                      reference=None, replicas: int = 1,
                      progress: Callable[[int, int, InvariantResult], None] | None = None,
-                     raise_on_failure: bool = True) -> Report:
+                     raise_on_failure: bool = True, strict: bool = False) -> Report:
     """Check ``impl`` against every invariant (or those named) on ``devices``.
 
     ``impl``: a class or factory with ``torch.nn.BatchNorm2d``'s constructor, or its
@@ -110,14 +110,21 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     or a profile name ("dev", "ci", "thorough", ...); None uses the current profile.
     ``reference``: a second implementation for the differential invariants (default:
     the float64 oracle).  ``progress(i, n, result)`` is called after each invariant.
+    A violation torch's own batch norm shares on the same case (``impl`` wraps torch's
+    kernel) is a skip whose message says so ("inherited from torch: ..."), as with the
+    plugin, unless
+    ``strict`` (the plugin's ``--bn-strict``).  Options ``impl`` declines (its constructor
+    or first forward raises NotImplementedError, TypeError or ValueError) are never drawn.
     Raises AssertionError listing the violations unless ``raise_on_failure`` is False;
     raises ValueError for a bad argument and SubjectError for a subject that cannot be
     built or accepts no input.
     """
     from bn_invariants import __version__, registry_hash
     from bn_invariants.invariants import REGISTRY, SubjectError
+    from bn_invariants.invariants.capabilities import probe_capabilities
     from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import target_for
+    from bn_invariants.targets import CheckedTarget
     from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
     from bn_invariants.strategies import available_devices
     from bn_invariants.strategies.profiles import current_profile
@@ -135,11 +142,17 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
         first = next(iter(spaces.values()))
         raise SubjectError(f"{subject} accepts no input: its forward pass raised for every "
                            f"rank 2-5 and dtype on {', '.join(chosen)} (first: {first.refusal})")
+    # the options each device's subject declines (NotImplementedError, TypeError or
+    # ValueError from its constructor or first forward): no case needing them is drawn
+    offered = {device: probe_capabilities(subject, device, space)
+               for device, space in spaces.items() if space}
     report = Report(subject.name, __version__, registry_hash(), torch.__version__, profile)
     work = [(inv, device) for inv in selected for device in chosen]
     for i, (invariant, device) in enumerate(work, 1):
         target = target_for(invariant, subject, spaces[device], ref, replicas)
-        result = _run(target, device, hyp_settings)
+        if device in offered:
+            target = CheckedTarget(target, offered[device])
+        result = _run(target, device, hyp_settings, ref, strict)
         report.results.append(result)
         if progress is not None:
             progress(i, len(work), result)
@@ -210,16 +223,22 @@ def _settings(settings, current_profile):
     raise ValueError(f"settings={settings!r}: should be a hypothesis.settings or a profile name")
 
 
-def _run(target, device: str, hyp_settings) -> InvariantResult:
-    """Search one target; a shrunk failure becomes a 'fail' with its reproduction."""
+def _run(target, device: str, hyp_settings, reference, strict: bool) -> InvariantResult:
+    """Search one target; a shrunk failure becomes a 'fail' with its reproduction (a skip
+    where torch's own kernel fails the same way, unless ``strict``)."""
     from bn_invariants.invariants import InvariantViolation, Unsupported
     from bn_invariants.invariants.assertions import recording_ratios
+    from bn_invariants.invariants.capabilities import declined_option
+    from bn_invariants.invariants.inheritance import inherited
     from bn_invariants.invariants.runner import find_violation
     name = target.invariant.id
     if not target.space:
         return InvariantResult(name, device, "skip",
                                message=f"no input {target.subject} accepts on {device} that "
                                        f"{name} applies to")
+    declined = target.declined_everywhere() if hasattr(target, "declined_everywhere") else ""
+    if declined:
+        return InvariantResult(name, device, "skip", message=declined)
     start = time.perf_counter()
     with recording_ratios() as worst:
         error = find_violation(target, hyp_settings)
@@ -231,9 +250,20 @@ def _run(target, device: str, hyp_settings) -> InvariantResult:
         return InvariantResult(name, device, "skip", ratio, f"{target.subject} declines: {error}",
                                seconds=seconds)
     error = _first_failure(error)
+    declined = declined_option(error)
+    if declined:  # the invariant builds the subject with an option it does not offer
+        return InvariantResult(name, device, "skip", ratio,
+                               f"{target.subject} declines what {name} needs: {declined}",
+                               seconds=seconds)
     message = str(error).split("\n")[0] if isinstance(error, InvariantViolation) else (
         f"{type(error).__name__}: {error}".split("\n")[0])
     reproduction = repr(error.reproduction) if hasattr(error, "reproduction") else ""
+    if reproduction and isinstance(error, InvariantViolation) and not strict:
+        torch_too = inherited(target.invariant, target.subject, error.reproduction, error,
+                              reference)
+        if torch_too:
+            return InvariantResult(name, device, "skip", message=torch_too,
+                                   reproduction=reproduction, seconds=seconds)
     shrunk = _RATIO.search(message)
     if shrunk:  # the shrunk counterexample's ratio, not the worst seen while searching
         ratio = float(shrunk.group(1))

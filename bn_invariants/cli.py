@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help="also write the report as JSON to PATH")
     check.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
+    check.add_argument("--strict", action="store_true",
+                       help="fail, not skip, where torch's own kernel violates the same way "
+                            "(the plugin's --bn-strict)")
     return parser
 
 
@@ -70,7 +73,7 @@ def _check(args) -> int:
             args.impl, devices=args.device, invariants=args.invariant,
             settings=args.profile or default_profile(), reference=args.ref,
             replicas=args.replicas, progress=None if args.quiet else progress,
-            raise_on_failure=False)
+            raise_on_failure=False, strict=args.strict)
     except (ValueError, SubjectError) as exc:
         print(f"bn-invariants: error: {exc}", file=sys.stderr)
         return 2

@@ -102,3 +102,36 @@ def test_every_builtin_subject_has_a_spec_that_loads_it_back():
     from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, load_subject
     for subject in BUILTIN_SUBJECTS:
         assert load_subject(subject.spec).factory is subject.factory, subject.spec
+
+
+# Found by a new user's run: the API and the CLI drew momentum=None for a layer that
+# declines it (38 SubjectError failures, a real gradient bug masked), where the plugin skips.
+DECLINES = "tests.fixtures.bad_impls:NoCumulativeAverage"
+
+
+def test_the_api_never_draws_an_option_the_subject_declines():
+    report = check_batch_norm(DECLINES, devices=["cpu"], settings=CI, raise_on_failure=False,
+                              invariants=["running-stats-update", "running-stats-cumulative"])
+    verdicts = {r.invariant: (r.verdict, r.message) for r in report.results}
+    assert verdicts["running-stats-update"][0] == "pass", verdicts
+    assert verdicts["running-stats-cumulative"][0] == "skip"
+    assert "declines" in verdicts["running-stats-cumulative"][1]
+    assert "momentum=None" in verdicts["running-stats-cumulative"][1]
+
+
+def test_the_api_skips_what_torch_own_kernel_violates_the_same_way_unless_strict():
+    lenient = check_batch_norm(DECLINES, devices=["cpu"], settings=CI, raise_on_failure=False,
+                               invariants=["extreme-magnitudes"])
+    (result,) = lenient.results
+    assert result.verdict == "skip" and result.message.startswith("inherited from torch: ")
+    assert result.reproduction
+    strict = check_batch_norm(DECLINES, devices=["cpu"], settings=CI, raise_on_failure=False,
+                              invariants=["extreme-magnitudes"], strict=True)
+    assert [r.verdict for r in strict.results] == ["fail"]
+
+
+def test_the_cli_takes_strict(capsys):
+    assert main(["check", DECLINES, "--device", "cpu", "--invariant", "extreme-magnitudes",
+                 "--profile", "ci", "--quiet"]) == 0
+    assert main(["check", DECLINES, "--device", "cpu", "--invariant", "extreme-magnitudes",
+                 "--profile", "ci", "--quiet", "--strict"]) == 1
