@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import torch
@@ -85,11 +86,27 @@ def _bounds(p, stats, gamma, beta):
     return h, f_err / h + SAFETY * rho * jac, rtol, rho, jac
 
 
+ZERO_SECOND_DERIVATIVE = (
+    "; the analytical second derivative is all zero: a torch.autograd.Function whose backward "
+    "is not itself differentiable gives that silently. Mark the backward @once_differentiable "
+    "to decline double backward (this invariant is then skipped), or build it from "
+    "differentiable operations")
+
+
+def _all_zero_analytical(text: str) -> bool:
+    """Whether gradcheck's message reports an analytical Jacobian of zeros only."""
+    _, found, rest = text.partition("analytical:")
+    numbers = re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", rest.split("tensor(", 1)[-1].split("dtype")[0].split(")")[0])
+    return bool(found) and bool(numbers) and all(float(v) == 0 for v in numbers)
+
+
 def _run(check, what, subject, p, *args, **kwargs):
     try:
         check(*args, raise_exception=True, **kwargs)
     except GradcheckError as exc:
-        raise InvariantViolation(f"{what} passed=False, but should be True: {exc} "
+        hint = (ZERO_SECOND_DERIVATIVE if check is torch.autograd.gradgradcheck
+                and _all_zero_analytical(str(exc)) else "")
+        raise InvariantViolation(f"{what} passed=False, but should be True: {exc}{hint} "
                                  f"[{context(subject, p)}]") from None
 
 
