@@ -107,7 +107,8 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
 
     ``impl``: a class or factory with ``torch.nn.BatchNorm2d``'s constructor, or its
     ``"package.module:Name"`` spelling.  ``settings``: a Hypothesis ``settings`` object
-    or a profile name ("dev", "ci", "thorough", ...); None uses the current profile.
+    or a profile name ("dev", "ci", "thorough", ...); None uses the loaded profile, and outside
+    pytest (Hypothesis's own "default") the suite's: dev, or ci when CI is set.
     ``reference``: a second implementation for the differential invariants (default:
     the float64 oracle).  ``progress(i, n, result)`` is called after each invariant.
     A violation torch's own batch norm shares on the same case (``impl`` wraps torch's
@@ -211,8 +212,16 @@ def _invariants(names, registry) -> list:
 
 def _settings(settings, current_profile):
     from hypothesis import settings as hsettings
+
+    from bn_invariants.strategies.profiles import default_profile
     if settings is None:
-        return None, current_profile()
+        name = current_profile()
+        if name != "default":
+            return None, name
+        # Hypothesis's own default (outside pytest): 100 examples and a 200 ms deadline,
+        # which a slow subject would fail on; the suite's dev (ci under CI) instead
+        name = default_profile()
+        return hsettings.get_profile(name), name
     if isinstance(settings, str):
         try:
             return hsettings.get_profile(settings), settings

@@ -135,3 +135,13 @@ def test_the_cli_takes_strict(capsys):
                  "--profile", "ci", "--quiet"]) == 0
     assert main(["check", DECLINES, "--device", "cpu", "--invariant", "extreme-magnitudes",
                  "--profile", "ci", "--quiet", "--strict"]) == 1
+
+
+def test_outside_pytest_the_api_uses_the_suites_profile_not_hypothesis_default(monkeypatch):
+    """Hypothesis's own default profile (100 examples, a 200 ms deadline) is what a script
+    outside pytest has loaded; the report said "profile default" where the docs say dev."""
+    from bn_invariants import api
+    from bn_invariants.strategies.profiles import default_profile
+    chosen, name = api._settings(None, lambda: "default")
+    assert name == default_profile() and chosen.deadline is None
+    assert api._settings(None, lambda: "thorough") == (None, "thorough")
