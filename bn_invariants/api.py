@@ -102,7 +102,8 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
                      invariants: Iterable[str] | None = None, settings=None,
                      reference=None, replicas: int = 1,
                      progress: Callable[[int, int, InvariantResult], None] | None = None,
-                     raise_on_failure: bool = True, strict: bool = False) -> Report:
+                     raise_on_failure: bool = True, strict: bool = False,
+                     conventions=None) -> Report:
     """Check ``impl`` against every invariant (or those named) on ``devices``.
 
     ``impl``: a class or factory with ``torch.nn.BatchNorm2d``'s constructor, or its
@@ -116,6 +117,9 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     plugin, unless
     ``strict`` (the plugin's ``--bn-strict``).  Options ``impl`` declines (its constructor
     or first forward raises NotImplementedError, TypeError or ValueError) are never drawn.
+    ``conventions``: a ``Conventions`` (``bn_invariants.invariants.conventions``) for a
+    design that differs from torch's on purpose, as the plugin's ``--bn-running-var``,
+    ``--bn-momentum`` and ``--bn-frozen`` declare it (default: torch's).
     Raises AssertionError listing the violations unless ``raise_on_failure`` is False;
     raises ValueError for a bad argument and SubjectError for a subject that cannot be
     built or accepts no input.
@@ -123,6 +127,7 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     from bn_invariants import __version__, registry_hash
     from bn_invariants.invariants import REGISTRY, SubjectError
     from bn_invariants.invariants.capabilities import probe_capabilities
+    from bn_invariants.invariants.conventions import Conventions, declare, declared
     from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import target_for
     from bn_invariants.targets import CheckedTarget
@@ -149,14 +154,22 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
                for device, space in spaces.items() if space}
     report = Report(subject.name, __version__, registry_hash(), torch.__version__, profile)
     work = [(inv, device) for inv in selected for device in chosen]
-    for i, (invariant, device) in enumerate(work, 1):
-        target = target_for(invariant, subject, spaces[device], ref, replicas)
-        if device in offered:
-            target = CheckedTarget(target, offered[device])
-        result = _run(target, device, hyp_settings, ref, strict)
-        report.results.append(result)
-        if progress is not None:
-            progress(i, len(work), result)
+    before = declared()
+    declare(conventions or Conventions())  # what the invariants check, for this run only
+    try:
+        for i, (invariant, device) in enumerate(work, 1):
+            target = target_for(invariant, subject, spaces[device], ref, replicas)
+            if device in offered:
+                target = CheckedTarget(target, offered[device])
+            result = (_run(target, device, hyp_settings, ref, strict)
+                      if declared().applies(invariant.id) else InvariantResult(
+                          invariant.id, device, "skip",
+                          message="does not apply to an eval-only batch norm (frozen)"))
+            report.results.append(result)
+            if progress is not None:
+                progress(i, len(work), result)
+    finally:
+        declare(before)
     if raise_on_failure:
         report.raise_for_failures()
     return report

@@ -10,6 +10,10 @@ import json
 import sys
 from pathlib import Path
 
+RUNNING_VAR, MOMENTUM = ("unbiased", "biased"), ("torch", "keep")
+"""The conventions' choices (invariants/conventions.py), spelled here so that --help needs
+no torch import; a test holds them equal."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="fail, not skip, where torch's own kernel violates the same way "
                             "(the plugin's --bn-strict)")
+    check.add_argument("--running-var", choices=RUNNING_VAR, default="unbiased",
+                       help="the running variance the batch norm keeps (the plugin's "
+                            "--bn-running-var; default: unbiased, as torch)")
+    check.add_argument("--momentum", choices=MOMENTUM, default="torch",
+                       help="torch: new = (1-m) old + m batch; keep: Keras's new = m old + "
+                            "(1-m) batch (the plugin's --bn-momentum)")
+    check.add_argument("--frozen", action="store_true",
+                       help="an eval-only batch norm: only the invariants that hold for one "
+                            "(the plugin's --bn-frozen)")
     return parser
 
 
@@ -61,6 +74,7 @@ def main(argv=None) -> int:
 def _check(args) -> int:
     from bn_invariants.api import check_batch_norm
     from bn_invariants.invariants import SubjectError
+    from bn_invariants.invariants.conventions import Conventions
     from bn_invariants.strategies.profiles import default_profile
 
     def progress(i, n, result):
@@ -73,7 +87,8 @@ def _check(args) -> int:
             args.impl, devices=args.device, invariants=args.invariant,
             settings=args.profile or default_profile(), reference=args.ref,
             replicas=args.replicas, progress=None if args.quiet else progress,
-            raise_on_failure=False, strict=args.strict)
+            raise_on_failure=False, strict=args.strict,
+            conventions=Conventions(args.running_var, args.momentum, args.frozen))
     except (ValueError, SubjectError) as exc:
         print(f"bn-invariants: error: {exc}", file=sys.stderr)
         return 2

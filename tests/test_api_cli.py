@@ -145,3 +145,29 @@ def test_outside_pytest_the_api_uses_the_suites_profile_not_hypothesis_default(m
     chosen, name = api._settings(None, lambda: "default")
     assert name == default_profile() and chosen.deadline is None
     assert api._settings(None, lambda: "thorough") == (None, "thorough")
+
+
+TEACHING = "bn_invariants.zoo.wild.teaching:CourseBatchNorm"  # keeps the biased running_var
+
+
+def test_the_api_and_the_cli_take_the_plugins_conventions():
+    """Found by a new user's run: --bn-running-var, --bn-momentum and --bn-frozen existed
+    only in the plugin, so a Keras-style or frozen layer could not be checked otherwise."""
+    from bn_invariants.cli import MOMENTUM, RUNNING_VAR
+    from bn_invariants.invariants import conventions
+    assert (RUNNING_VAR, MOMENTUM) == (conventions.RUNNING_VAR, conventions.MOMENTUM)
+    only = ["running-stats-update"]
+    torch_way = check_batch_norm(TEACHING, devices=["cpu"], invariants=only, settings=CI,
+                                 raise_on_failure=False)
+    declared = check_batch_norm(TEACHING, devices=["cpu"], invariants=only, settings=CI,
+                                raise_on_failure=False,
+                                conventions=conventions.Conventions(running_var="biased"))
+    assert [r.verdict for r in torch_way.results] == ["fail"]
+    assert [r.verdict for r in declared.results] == ["pass"]
+    assert conventions.declared() == conventions.Conventions()  # restored after the run
+    frozen = check_batch_norm(TEACHING, devices=["cpu"], invariants=only, settings=CI,
+                              raise_on_failure=False,
+                              conventions=conventions.Conventions(frozen=True))
+    assert [r.verdict for r in frozen.results] == ["skip"]
+    assert main(["check", TEACHING, "--device", "cpu", "--invariant", "running-stats-update",
+                 "--profile", "ci", "--quiet", "--running-var", "biased"]) == 0
