@@ -114,9 +114,9 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     the float64 oracle).  ``progress(i, n, result)`` is called after each invariant.
     A violation torch's own batch norm shares on the same case (``impl`` wraps torch's
     kernel) is a skip whose message says so ("inherited from torch: ..."), as with the
-    plugin, unless
-    ``strict`` (the plugin's ``--bn-strict``).  Options ``impl`` declines (its constructor
-    or first forward raises NotImplementedError, TypeError or ValueError) are never drawn.
+    plugin, unless ``strict`` (the plugin's ``--bn-strict``).  Options ``impl`` declines
+    (its constructor or first forward raises NotImplementedError, TypeError or ValueError)
+    are never drawn.
     ``conventions``: a ``Conventions`` (``bn_invariants.invariants.conventions``) for a
     design that differs from torch's on purpose, as the plugin's ``--bn-running-var``,
     ``--bn-momentum`` and ``--bn-frozen`` declare it (default: torch's).
@@ -258,7 +258,7 @@ def _run(target, device: str, hyp_settings, reference, strict: bool) -> Invarian
         return InvariantResult(name, device, "skip",
                                message=f"no input {target.subject} accepts on {device} that "
                                        f"{name} applies to")
-    declined = target.declined_everywhere() if hasattr(target, "declined_everywhere") else ""
+    declined = target.declined_everywhere()  # a CheckedTarget wherever the space is not empty
     if declined:
         return InvariantResult(name, device, "skip", message=declined)
     start = time.perf_counter()

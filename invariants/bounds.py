@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass
 
 from bn_invariants.invariants.conventions import declared
-from bn_invariants.invariants.reference import (Statistics, gradient_means, per_channel_sum, reduce_dims,
-                                                statistics)
-from bn_invariants.strategies import (accumulation_dtype, finfo, mantissa_bits, summation_factor,
-                                     unit_roundoff)
+from bn_invariants.invariants.assertions import channels_reaching
+from bn_invariants.invariants.reference import (Statistics, closed_form, gradient_means,
+                                                per_channel_sum, reduce_dims, statistics)
+from bn_invariants.strategies import (accumulation_dtype, finfo, summation_factor,
+                                     ulp, unit_roundoff)
 
 SAFETY = 4.0
 """Covers the constant factors of the first-order bounds (mean, variance, sqrt,
@@ -158,15 +159,6 @@ GRADIENT_SUM = Bound(
                 r"e = u_{acc} k(n) + u_{out},\ \rho_c = e\,(1+|\mu_c|/s_c)"),
 )
 
-def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
-    """The spacing of ``dtype`` at each |value| (float64 in, float64 out): 2**(e - p)
-    for |v| in [2**(e-1), 2**e), and the subnormal spacing below the smallest normal."""
-    _, exponent = torch.frexp(values.double())
-    lowest = torch.frexp(torch.tensor(finfo(dtype).tiny, dtype=torch.float64))[1]
-    return torch.ldexp(torch.ones_like(values, dtype=torch.float64),
-                       torch.maximum(exponent, lowest) - mantissa_bits(dtype))
-
-
 def half_tolerance(dtype: str, stats, rounded, gamma=None, beta=None):
     """ULPS ulps of the correctly rounded output, plus the error of statistics
     accumulated in float32: SAFETY u_acc [k(n)(1 + |mu|/s + |xhat|)|gamma| + |beta|]."""
@@ -227,6 +219,14 @@ def elementwise_tolerance(dtype: str, stats, g, gamma=None) -> torch.Tensor:
     rho = channel_error(dtype, stats) * (1 + conditioning(stats))
     scale = (1.0 if gamma is None else gamma.abs()) / stats.std
     return SAFETY * rho * scale * mass + finfo(dtype).tiny
+
+
+def gradient_terms_in_range(dtype: str, stats, g, gamma=None) -> torch.Tensor:
+    """(C,) bool: the channels whose exact dl/dx_i, with its elementwise tolerance, stays
+    inside the dtype's range.  Elsewhere ±inf is a term rounded, and dl/db, their sum,
+    reads ±inf or inf - inf = NaN: such a channel says nothing of the gradient sum."""
+    return ~channels_reaching(closed_form(stats, g, gamma),
+                              elementwise_tolerance(dtype, stats, g, gamma), finfo(dtype).max)
 
 
 def reference_xhat_error(stats) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Hypothesis strategies for batch-norm inputs.  Knows nothing of invariants."""
 from bn_invariants.strategies.devices import available_devices, devices
 from bn_invariants.strategies.dtypes import (DTYPE_NAMES, accumulation_dtype, dtypes, finfo, mantissa_bits,
-                               max_offset_ratio, summation_factor, torch_dtype,
+                               max_offset_ratio, summation_factor, torch_dtype, ulp,
                                unit_roundoff)
 from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
 from bn_invariants.strategies.options import BNOptions, bn_options
@@ -14,5 +14,5 @@ __all__ = [
     "accumulation_dtype", "apply_layout", "available_devices", "bn_options", "devices",
     "dtypes", "exact_shift_grid", "finfo", "layouts", "mantissa_bits", "max_offset_ratio", "problems",
     "reduction_length", "regimes", "shapes", "summation_factor", "torch_dtype",
-    "unit_roundoff",
+    "ulp", "unit_roundoff",
 ]

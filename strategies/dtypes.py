@@ -29,6 +29,15 @@ def unit_roundoff(name: str) -> float:
     return 2.0 ** -mantissa_bits(name)
 
 
+def ulp(values: torch.Tensor, dtype: str) -> torch.Tensor:
+    """The spacing of ``dtype`` at each |value| (float64 in, float64 out): 2**(e - p)
+    for |v| in [2**(e-1), 2**e), and the subnormal spacing below the smallest normal."""
+    _, exponent = torch.frexp(values.double())
+    lowest = torch.frexp(torch.tensor(finfo(dtype).tiny, dtype=torch.float64))[1]
+    return torch.ldexp(torch.ones_like(values, dtype=torch.float64),
+                       torch.maximum(exponent, lowest) - mantissa_bits(dtype))
+
+
 def accumulation_dtype(name: str) -> str:
     """The dtype statistics are accumulated in by the standard: float32 for half types."""
     return "float64" if name == "float64" else "float32"

@@ -11,7 +11,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from bn_invariants.strategies.dtypes import finfo, mantissa_bits, max_offset_ratio, torch_dtype
+from bn_invariants.strategies.dtypes import finfo, max_offset_ratio, torch_dtype, ulp
 from bn_invariants.strategies.names import names_from
 from bn_invariants.strategies.shapes import reduction_length
 
@@ -47,13 +47,8 @@ def offset(gen, shape, severity, dtype):
     signs = torch.where(torch.rand(shape[1], generator=gen) < 0.5, -1.0, 1.0).double()
     means = signs * ratio * _uniform(gen, (shape[1],), 0.5, 1.0)
     gaussian = _normal(gen, shape) + _per_channel(shape, means)
-    return torch.where(_per_channel(shape, _grid_spacing(means, dtype) > 2),
+    return torch.where(_per_channel(shape, ulp(means, dtype) > 2),
                        _two_levels(gen, shape, means, dtype), gaussian)
-
-
-def _grid_spacing(values, dtype):
-    """The spacing of ``dtype``'s values at each of ``values`` (nonzero)."""
-    return 2.0 ** (torch.floor(torch.log2(values.abs())) + 1 - mantissa_bits(dtype))
 
 
 def _two_levels(gen, shape, means, dtype):
@@ -63,7 +58,7 @@ def _two_levels(gen, shape, means, dtype):
     n = reduction_length(shape)
     fraction = 2.0 ** (-math.log2(n) * _uniform(gen, (shape[1],), 0.5, 1.0))
     rare = torch.rand(shape, generator=gen, dtype=torch.float64) < _per_channel(shape, fraction)
-    step = _per_channel(shape, levels.sign() * _grid_spacing(levels, dtype))
+    step = _per_channel(shape, levels.sign() * ulp(levels, dtype))
     return _per_channel(shape, levels) + step * rare
 
 

@@ -96,7 +96,8 @@ ZERO_SECOND_DERIVATIVE = (
 def _all_zero_analytical(text: str) -> bool:
     """Whether gradcheck's message reports an analytical Jacobian of zeros only."""
     _, found, rest = text.partition("analytical:")
-    numbers = re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", rest.split("tensor(", 1)[-1].split("dtype")[0].split(")")[0])
+    values = rest.split("tensor(", 1)[-1].split("dtype")[0].split(")")[0]  # not float64's 64
+    numbers = re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", values)
     return bool(found) and bool(numbers) and all(float(v) == 0 for v in numbers)
 
 
