@@ -9,6 +9,7 @@ class BetaBeforeNormalisationBatchNorm(ZooBatchNorm):
     batch mean absorbs it, so β has no effect and gets no gradient."""
 
     BUG = "β added before the normalisation (γ·BN(x + β)) instead of after"
+    CAUSE = "affine"
     SOURCE = ("operator-order slips in hand-written normalisation layers (Ioffe & Szegedy "
               "2015, Algorithm 1 applies γ, β last; section 3.2 on why a bias before BN is void)")
     CAUGHT_BY = ("affine-semantics",)

@@ -16,6 +16,7 @@ class WrongWeightGradientBatchNorm(ManualBackwardBatchNorm):
     the normalised input belongs.  Forward, dl/dx and dl/dβ are right."""
 
     BUG = "custom backward returns dl/dγ = Σ g·x (its input) instead of Σ g·x̂"
+    CAUSE = "backward"
     SOURCE = ("hand-derived batch-norm backward passes (the confusion of x and x̂ in the "
               "affine gradients asked about in pytorch/pytorch#2330 and apache/mxnet#12899)")
     CAUGHT_BY = ("parameter-gradients",)
@@ -42,6 +43,7 @@ class SavedStatisticsBatchNorm(ManualBackwardBatchNorm):
     vector products) silently drops their dependence on x."""
 
     BUG = "custom backward uses x̂ and 1/s saved in forward, so its own derivative is wrong"
+    CAUSE = "backward"
     SOURCE = ("pytorch/pytorch#76185 (custom Functions silently wrong in double backward "
               "when intermediates are saved); torch's own #186256 for native_batch_norm")
     CAUGHT_BY = ("gradgradcheck",)

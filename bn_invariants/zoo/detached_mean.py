@@ -14,6 +14,7 @@ class DetachedMeanBatchNorm(ZooBatchNorm):
     """
 
     BUG = "the batch mean is detached from the graph (mean.detach())"
+    CAUSE = "detached-mean"
     SOURCE = "Ioffe & Szegedy (2015), section 2: the naive rule that makes a bias blow up"
     CAUGHT_BY = ("zero-bias-gradient", "input-gradient-sums-to-zero")
 
@@ -32,6 +33,7 @@ class DetachedStatisticsBatchNorm(ZooBatchNorm):
     """
 
     BUG = "the batch mean and variance are detached from the graph"
+    CAUSE = "detached-mean"
     SOURCE = "Ioffe & Szegedy (2015), section 2"
     CAUGHT_BY = ("zero-bias-gradient", "input-gradient-sums-to-zero")
 

@@ -12,6 +12,7 @@ class SilentSingleValueBatchNorm(ZooBatchNorm):
     every later eval pass returns NaN."""
 
     BUG = "one value per channel in training: returns β and writes NaN into running_var"
+    CAUSE = "degenerate-batch"
     SOURCE = ("frameworks that do not raise here (Keras/TF BatchNormalization on a batch of "
               "one) written with torch's unbiased running variance; torch's 'Expected more "
               "than 1 value per channel when training' error")
@@ -34,6 +35,7 @@ class EmptyBatchPoisonsStatsBatchNorm(ZooBatchNorm):
     statistics, so one image without detections poisons every later eval pass."""
 
     BUG = "an empty batch in training updates running_mean/var with NaN"
+    CAUSE = "degenerate-batch"
     SOURCE = ("zero-size batches in detection and segmentation heads (an image with no "
               "proposals); torch special-cases empty input in batch_norm")
     CAUGHT_BY = ("empty-batch",)
@@ -53,6 +55,7 @@ class NondeterministicBatchNorm(ZooBatchNorm):
     last bits."""
 
     BUG = "statistics summed in a different (random) order on every call"
+    CAUSE = "nondeterminism"
     SOURCE = ("PyTorch's reproducibility notes on nondeterministic CUDA kernels (atomicAdd); "
               "torch.use_deterministic_algorithms")
     CAUGHT_BY = ("deterministic-forward",)

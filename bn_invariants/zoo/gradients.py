@@ -12,6 +12,7 @@ class DetachedVarianceBatchNorm(ZooBatchNorm):
     """
 
     BUG = "the batch variance is detached from the graph (var.detach())"
+    CAUSE = "detached-variance"
     SOURCE = ("Ioffe & Szegedy (2015), section 2 (the normalisation must be inside the "
               "gradient); the saved-statistics pitfall of pytorch/pytorch#186256")
     CAUGHT_BY = ("input-gradient-closed-form", "input-gradient-sums-to-zero")

@@ -29,6 +29,7 @@ class ChunkedVarianceMergeBatchNorm(ZooBatchNorm):
     the spread of the chunk means (about 1/64 of it for i.i.d. values).  Exact for n <= 64."""
 
     BUG = "chunked variance merge drops the between-chunk term δ² n_a n_b / n"
+    CAUSE = "long-reduction"
     SOURCE = ("Chan, Golub & LeVeque (1983), pairwise variance update; the merge step of "
               "chunked Welford statistics in split-reduction kernels")
     CAUGHT_BY = ("agrees-with-reference", "output-moments")
@@ -50,6 +51,7 @@ class SplitReductionBatchNorm(ZooBatchNorm):
     chunks of 1000 values, the last one short: its values weigh more than the others."""
 
     BUG = "long reductions (n >= 4096) average chunk means without weighting the short last chunk"
+    CAUSE = "long-reduction"
     SOURCE = ("split reductions across threads or blocks whose partial results are combined "
               "by count, e.g. pytorch/pytorch#86520 (a reduction wrong only past a size)")
     CAUGHT_BY = ("agrees-with-reference", "differential-agreement")
@@ -70,6 +72,7 @@ class BFloat16UnbiasedBatchNorm(ZooBatchNorm):
     """A bfloat16-only path that normalises with the unbiased variance (divides by n − 1)."""
 
     BUG = "bfloat16 input only: normalises with the unbiased variance"
+    CAUSE = "unbiased-normalisation"
     SOURCE = "dtype-dispatched kernels that differ in one dtype (one template instance wrong)"
     CAUGHT_BY = ("agrees-with-reference", "output-moments")
 

@@ -20,6 +20,7 @@ class ChannelsLastAsNCHWBatchNorm(ZooBatchNorm):
     ``data_ptr()`` and assumes contiguity), mixing values of different channels."""
 
     BUG = "channels-last input read with contiguous NCHW strides"
+    CAUSE = "layout"
     SOURCE = "pytorch/pytorch#62594; NVIDIA/apex#1768; intel/ipex-llm#2981"
     CAUGHT_BY = ("layout-independence", "channel-independence")
 
@@ -36,6 +37,7 @@ class InPlaceInputBatchNorm(ZooBatchNorm):
     both steps, the division into units and the normalisation, work in place."""
 
     BUG = "normalises the caller's input tensor in place when it does not require grad"
+    CAUSE = "side-effects"
     SOURCE = ("Rota Bulò et al. (2018), In-Place Activated BatchNorm (the memory motive); "
               "the in-place pitfalls of torch.nn.ReLU(inplace=True)")
     CAUGHT_BY = ("input-not-modified", "eval-per-sample-independence")

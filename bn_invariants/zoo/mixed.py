@@ -13,6 +13,7 @@ class DowncastParametersBatchNorm(ZooBatchNorm):
     output is off by u_half (|γ x̂| + |β|), many ulps where γ x̂ + β nearly cancels."""
 
     BUG = "float32 weight and bias cast down to the half-precision input's dtype"
+    CAUSE = "mixed-precision"
     SOURCE = ("apple/coreai-torch#54 (fp16 batch norm downcasting its fp32 params); "
               "Oneflow-Inc/oneflow#9381; Micikevicius et al. (2018), Mixed Precision Training")
     CAUGHT_BY = ("mixed-precision",)

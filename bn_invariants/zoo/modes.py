@@ -11,6 +11,7 @@ class EvalUsesBatchStatsBatchNorm(ZooBatchNorm):
     ignored), so an eval output depends on the rest of the batch."""
 
     BUG = "eval mode normalises with batch statistics instead of the running ones"
+    CAUSE = "eval-mode"
     SOURCE = ("arahusky/Tensorflow-Segmentation#15 (is_training left True at inference); "
               "layumi/Person_reID_baseline_pytorch#218")
     CAUGHT_BY = ("eval-affine-map",)
@@ -24,6 +25,7 @@ class EvalUpdatesRunningStatsBatchNorm(ZooBatchNorm):
     into them: every evaluation changes the model."""
 
     BUG = "eval mode still updates running_mean/running_var (and num_batches_tracked)"
+    CAUSE = "eval-mode"
     SOURCE = ("mf1024/Batch-Renormalization-PyTorch#1; rwth-i6/returnn#1625; "
               "tensorflow/models#3287")
     CAUGHT_BY = ("eval-no-state-change",)
@@ -36,6 +38,7 @@ class EvalWithoutEpsBatchNorm(ZooBatchNorm):
     """Eval mode divides by √running_var, forgetting ε (training mode keeps it)."""
 
     BUG = "eval mode normalises by √running_var without eps"
+    CAUSE = "eval-mode"
     SOURCE = ("chainer/chainer#2214 (eps missing in fixed_batch_normalization); "
               "Tencent/ncnn#303")
     CAUGHT_BY = ("eval-affine-map",)

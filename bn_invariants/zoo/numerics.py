@@ -14,6 +14,7 @@ class NaiveVarianceBatchNorm(ZooBatchNorm):
     or negative (NaN after the square root)."""
 
     BUG = "variance computed as E[x²] − E[x]² (catastrophic cancellation)"
+    CAUSE = "naive-variance"
     SOURCE = ("google/flax#1491, tensorflow/tensorflow#3290, tenstorrent/tt-metal#45968; "
               "Chan, Golub & LeVeque (1983)")
     CAUGHT_BY = ("shift-invariance", "output-moments")
@@ -32,6 +33,7 @@ class HalfStatisticsBatchNorm(ZooBatchNorm):
     not accumulate in half: see HalfAccumulationBatchNorm for that."""
 
     BUG = "statistics of half-precision input rounded to half precision (mean, x − μ, squares)"
+    CAUSE = "low-precision-statistics"
     SOURCE = ("pytorch/pytorch#126525 (Half var_sum overflow in CPU batch norm); "
               "tensorflow/tensorflow#8535; Micikevicius et al. (2018), Mixed Precision Training")
     CAUGHT_BY = ("half-precision-ulp",)
@@ -44,6 +46,7 @@ class EpsOutsideSqrtBatchNorm(ZooBatchNorm):
     """Normalises by √Var + ε instead of √(Var + ε)."""
 
     BUG = "eps added outside the square root: (x − μ)/(√σ² + ε)"
+    CAUSE = "eps-placement"
     SOURCE = "Tencent/ncnn#311 review; tensorflow/tensorflow#24690 (doc and code disagree)"
     CAUGHT_BY = ("output-moments", "agrees-with-reference")
 
@@ -58,6 +61,7 @@ class UnbiasedNormalisationBatchNorm(ZooBatchNorm):
     the unbiased one), so every output is scaled by √((n − 1)/n)."""
 
     BUG = "normalises with the unbiased variance (torch.var's default correction=1)"
+    CAUSE = "unbiased-normalisation"
     SOURCE = ("pytorch/pytorch#60528, #77427, #19902 (users reproducing BatchNorm with "
               "x.var()); tinygrad/tinygrad#779")
     CAUGHT_BY = ("output-moments", "agrees-with-reference")
@@ -84,6 +88,7 @@ class HalfAccumulationBatchNorm(HalfStatisticsBatchNorm):
     rounds only the results; its sources and catcher are this one's too)."""
 
     BUG = "statistics of half-precision input accumulated in half precision (pairwise sums)"
+    CAUSE = "low-precision-statistics"
 
     def batch_statistics(self, x, dims):
         if x.dtype not in (torch.float16, torch.bfloat16):

@@ -11,6 +11,7 @@ class BiasedRunningVarianceBatchNorm(ZooBatchNorm):
     unbiased one (÷(n − 1))."""
 
     BUG = "running_var updated with the biased batch variance"
+    CAUSE = "running-statistics"
     SOURCE = ("tinygrad/tinygrad#807 (fixed running_var to match PyTorch); "
               "ml-explore/mlx#3817; rwth-i6/returnn#1539")
     CAUGHT_BY = ("running-stats-update",)
@@ -25,6 +26,7 @@ class FlippedMomentumBatchNorm(ZooBatchNorm):
     (1 − m)·batch, so torch's default 0.1 weighs the new batch 0.9 instead of 0.1."""
 
     BUG = "momentum convention flipped: running = m·running + (1 − m)·batch"
+    CAUSE = "running-statistics"
     SOURCE = ("d2l-ai/d2l-en#2213; Jermmy/pytorch-quantization-demo#17; "
               "pytorch/pytorch#15298; the note in torch.nn.BatchNorm2d's documentation")
     CAUGHT_BY = ("running-stats-update",)
@@ -40,6 +42,7 @@ class CumulativeAverageOffByOneBatchNorm(ZooBatchNorm):
     moves the running statistics half way."""
 
     BUG = "momentum=None cumulative average uses factor 1/(t + 1) after incrementing t"
+    CAUSE = "running-statistics"
     SOURCE = ("the 1/(1 + n) factor of cudnnBatchNormalizationForwardTraining's comment "
               "(soumith/cudnn.torch#91) against torch's increment-then-1/t (pytorch/pytorch#5766)")
     CAUGHT_BY = ("running-stats-cumulative",)
@@ -57,6 +60,7 @@ class UncountedBatchesBatchNorm(ZooBatchNorm):
     (and momentum=None after a later switch) relies on stays at 0."""
 
     BUG = "num_batches_tracked incremented only when momentum is None"
+    CAUSE = "running-statistics"
     SOURCE = ("pytorch/pytorch#30440 (the counter looks unused when momentum is set); "
               "mapillary/inplace_abn#130 and Oneflow-Inc/oneflow#7440 (reimplementations "
               "without the counter)")
