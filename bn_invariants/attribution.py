@@ -7,23 +7,25 @@ Given a violated invariant and its counterexample (a Case), in order:
    eval pass on the case's problem (output, gradients, running statistics) is compared
    with the correct control's and the subject's: a mutant whose bug shows there and which
    the subject behaves like is *matched*; one whose bug does not show there is *silent*.
-   The first matched mutant (closest first) that fails the same invariant on the same
-   quantity names the cause; else the silent mutant that fails it most like the subject
-   (the nearest reported value).  A mutant whose bug shows and which the subject does not
+   The first matched mutant (most alike first) that fails the same invariant on the same
+   quantity names the cause; else the silent mutant that fails it on the same quantity
+   most like the subject (the nearest reported value).  A mutant whose bug shows and which the subject does not
    behave like is never named.  A matched mutant that does not fail the case still names
    the cause when nothing else does (the subject has its bug);
-3. a half-precision counterexample that passes in float32: ``low-precision-statistics``
+3. a batch of at most one value per channel: ``degenerate-batch``;
+4. a half-precision counterexample that passes in float32: ``low-precision-statistics``
    (``mixed-precision`` for the mixed-precision invariant);
-4. a counterexample at extreme magnitudes or eps that passes once tamed (severity 0,
+5. a counterexample at extreme magnitudes or eps that passes once tamed (severity 0,
    torch's default eps): ``extreme-range``;
-5. a long reduction that passes at 64 values per channel: ``long-reduction``;
-6. else ``unknown``, with the level the evidence gives (precision for a half-precision
+6. a long reduction that passes at 64 values per channel: ``long-reduction``;
+7. else ``unknown``, with the level the evidence gives (precision for a half-precision
    counterexample, semantic otherwise).
 """
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -69,9 +71,15 @@ def attribute(invariant, subject: Subject, case, message: str, *, diagnosis=None
     if case is None:
         return _unknown(None, "no counterexample to replay")
     problem = case.problem
-    found = _by_mutants(invariant, subject, case, message, reference)
+    with warnings.catch_warnings():  # the mutants' own warnings are not the user's
+        warnings.simplefilter("ignore")
+        found = _by_mutants(invariant, subject, case, message, reference)
     if found is not None:
         return found
+    if problem.reduction_length <= 1:
+        return _named("degenerate-batch", f"fails on a batch of {problem.reduction_length} "
+                                          f"value(s) per channel, where a batch norm must "
+                                          f"raise a clear error or leave its state alone")
     if problem.dtype in HALF and _passes(invariant, subject, case, dtype="float32"):
         cause = "mixed-precision" if invariant.id == "mixed-precision" else "low-precision-statistics"
         return _named(cause, f"fails in {problem.dtype}, but the same case passes in float32")
@@ -127,12 +135,12 @@ def _by_mutants(invariant, subject, case, message, reference) -> Attribution | N
     alike = []
     for mutant, cause in silent:
         what, value = _fails_alike(invariant, mutant, case, reference)
-        if what is not None:
-            alike.append((what != wanted, _distance(value, got), mutant, cause, what))
+        if what == wanted:
+            alike.append((_distance(value, got), mutant, cause))
     if alike:
-        *_, mutant, cause, what = min(alike, key=lambda a: a[:2])
+        _, mutant, cause = min(alike, key=lambda a: a[0])
         return _named(cause, f"the zoo's {_short(mutant)} fails the same counterexample "
-                             f"the same way ({what})")
+                             f"the same way ({wanted})")
     if matched:
         _, mutant, cause, shows = matched[0]
         return _named(cause, f"behaves like the zoo's {_short(mutant)} "

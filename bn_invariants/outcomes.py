@@ -1,7 +1,9 @@
 """What each invariant test's outcome means, decided once the test has run: a failure
 torch shares is inherited (a non-strict xfail unless ``--bn-strict``), exceptions the
-subject raised are one line each, a failure's report is one short block with its
-reproduction; and the end-of-run summary that counts and groups them."""
+subject raised are one line each, a failure is a Finding with its likely cause and level
+(``bn_invariants.attribution``) and a report of three lines (the whole block with ``-v``);
+a finding in the baseline or past ``--bn-level`` is an xfail, reported, not failing.
+The controller collects the findings for the summary's defects."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,12 +12,15 @@ from collections.abc import Mapping
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
+from bn_invariants.defects import FAILING, KNOWN, Finding, status_of
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
 from bn_invariants.invariants.inheritance import inherited
 from bn_invariants.invariants.reproduction import reproduce
 
 INHERITED = "inherited from torch"
+KNOWN_PREFIX = "known (in the baseline)"
+BEYOND_PREFIX = "beyond --bn-level"
 
 
 def leaves(exc: BaseException) -> list:
@@ -28,19 +33,36 @@ def leaves(exc: BaseException) -> list:
 class Outcomes:
     """Hooks that turn raw results into verdicts, and the counts for the summary."""
 
-    def __init__(self, config, reference, strict: bool):
+    def __init__(self, config, reference, strict: bool, *, level: str = "range",
+                 baseline: frozenset = frozenset()):
         self.config, self.reference, self.strict = config, reference, strict
+        self.level, self.baseline = level, set(baseline)
         self.inherited, self.failed, self.skips = 0, 0, {}
+        self.known, self.beyond = 0, 0
+        self.findings: list = []
+        self.checked: set = set()
+        """(invariant, device) of every invariant test that ran."""
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
-        if call.when != "call" or target is None or not hasattr(target, "errors"):
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if call.when != "call":
             return
+        if "contract" in params:
+            self._judge_contract(report, params["contract"])
+            return
+        target = params.get("target")
+        if target is None or not hasattr(target, "errors"):
+            return
+        report.bn_checked = [target.invariant.id, target.space.device]
         if report.passed and target.errors:
-            _fail(report, subject_errors(target))
+            text = subject_errors(target)
+            self._settle(report, Finding(target.invariant.id, target.space.device, None,
+                                         "contract", "semantic", "the subject raised on "
+                                         "input it accepts elsewhere", text.splitlines()[0]),
+                         text)
         elif report.failed and call.excinfo is not None:
             self._judge(report, target, call.excinfo.value)
 
@@ -58,8 +80,10 @@ class Outcomes:
             return
         reasons = [inherited(target.invariant, target.subject, v.reproduction, v, self.reference)
                    if hasattr(v, "reproduction") else "" for v in violations]
-        block = "\n\n".join(short_block(target, v, self._script(target, v)) for v in violations)
+        verbose = self.config.get_verbosity() > 0
         if all(reasons):
+            block = "\n\n".join(short_block(target, v, self._script(target, v) if verbose else "")
+                                 for v in violations)
             text = f"{reasons[0]}\n{block}"
             if self.strict:
                 _fail(report, f"{text}\n(--bn-strict: inherited deviations fail)")
@@ -67,7 +91,53 @@ class Outcomes:
                 report.outcome, report.wasxfail = "skipped", f"{INHERITED}: {reasons[0]}"
                 report.longrepr = None
             return
-        _fail(report, block)
+        violation = next((v for v in violations if hasattr(v, "reproduction")), violations[0])
+        finding = self._finding(target, violation)
+        if verbose:
+            text = "\n\n".join(short_block(target, v, self._script(target, v)) for v in violations)
+            text = f"{text}\n{_cause_line(finding)}"
+        else:
+            text = brief(target, violation, finding)
+        self._settle(report, finding, text)
+
+    def _finding(self, target, violation) -> Finding:
+        """The violation as a Finding, with its likely cause."""
+        from bn_invariants.attribution import attribute
+        from bn_invariants.session import PROBED
+        case = getattr(violation, "reproduction", None)
+        device = target.space.device
+        probed = self.config.stash[PROBED].get((target.subject.name, device))
+        found = attribute(target.invariant, target.subject, case, str(violation),
+                          diagnosis=getattr(probed, "diagnosis", None), reference=self.reference)
+        problem = getattr(case, "problem", None)
+        return Finding(target.invariant.id, device, getattr(problem, "dtype", None),
+                       found.cause, found.level, found.evidence,
+                       str(violation).splitlines()[0],
+                       _numel(problem), replay_line(target, case))
+
+    def _judge_contract(self, report, contract) -> None:
+        name, subject, device, message = contract
+        report.bn_checked = [name, device]
+        if not report.failed:
+            return
+        cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
+        finding = Finding(name, device, None, cause, "semantic", message, message)
+        self._settle(report, finding, f"{name} fails for {subject} [{cause}, semantic]: "
+                                      f"{message}")
+
+    def _settle(self, report, finding: Finding, text: str) -> None:
+        """Fail ``report`` with ``text``, or make it an xfail when the finding is known in
+        the baseline or past --bn-level; keep the finding on the report either way."""
+        status = status_of(finding.level, finding.key, self.level, self.baseline)
+        finding = dataclasses.replace(finding, status=status)
+        report.bn_finding = finding.to_json()
+        if status == FAILING:
+            _fail(report, text)
+            return
+        prefix = KNOWN_PREFIX if status == KNOWN else f"{BEYOND_PREFIX}={self.level}"
+        report.outcome, report.longrepr = "skipped", None
+        report.wasxfail = (f"{prefix}: {finding.cause} ({finding.level}): "
+                           f"{finding.invariant}: {finding.message[:200]}")
 
     def _script(self, target, violation) -> str:
         """The violation's stand-alone reproduction ('' when there is none)."""
@@ -77,14 +147,54 @@ class Outcomes:
         return reproduce(target.invariant, target.subject, case, str(violation), self.reference)
 
     def pytest_runtest_logreport(self, report):
-        if report.when == "call" and getattr(report, "wasxfail", "").startswith(INHERITED):
+        finding = getattr(report, "bn_finding", None)
+        if finding is not None:
+            self.findings.append(Finding(**finding))
+        checked = getattr(report, "bn_checked", None)
+        if checked is not None:
+            self.checked.add(tuple(checked))
+        wasxfail = getattr(report, "wasxfail", "")
+        if report.when == "call" and wasxfail.startswith(INHERITED):
             self.inherited += 1
+        elif report.when == "call" and wasxfail.startswith(KNOWN_PREFIX):
+            self.known += 1
+        elif report.when == "call" and wasxfail.startswith(BEYOND_PREFIX):
+            self.beyond += 1
         elif report.failed:
             self.failed += 1
         elif report.skipped and not hasattr(report, "wasxfail"):
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             reason = reason.removeprefix("Skipped: ")
             self.skips[reason] = self.skips.get(reason, 0) + 1
+
+
+def _numel(problem) -> int:
+    if problem is None:
+        return 0
+    size = 1
+    for side in problem.shape:
+        size *= side
+    return size
+
+
+def _cause_line(finding: Finding) -> str:
+    return f"cause: {finding.cause} ({finding.level}): {finding.evidence}"
+
+
+def replay_line(target, case) -> str:
+    """One shell line that replays ``case`` of ``target``'s invariant on its subject
+    ('' without a case)."""
+    if case is None:
+        return ""
+    return (f"bn-invariants replay {target.invariant.id} {target.subject.spec} "
+            f"\"{compact(case)}\"")
+
+
+def brief(target, violation, finding: Finding) -> str:
+    """One line: the invariant, the likely cause and level, the violation (the defects at
+    the end of the run say more; ``-v`` gives the whole block and the stand-alone script)."""
+    return (f"{target.invariant.id} fails for {target.subject} [{finding.cause}, "
+            f"{finding.level}]: {str(violation).splitlines()[0]}")
 
 
 _SUITE_BUG = ("This exception was raised by bn-invariants' own code, not by the subject: "

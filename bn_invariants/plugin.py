@@ -51,9 +51,17 @@ _OPTIONS = (
                                 "(new = m·old + (1-m)·batch, Keras)"),
     ("--bn-frozen", "bool", "the subject is an eval-only (frozen) batch norm: training mode "
                             "behaves as eval, and only the invariants that apply run"),
+    ("--bn-level", "string", "the least serious level of defect that fails the run: semantic, "
+                             "precision or range (default: range, i.e. every level); defects "
+                             "past it are still checked and reported, not failing"),
+    ("--bn-dtypes", "string", "check only these dtypes, comma-separated, e.g. float32,float64 "
+                              "(default: every dtype the subject accepts)"),
+    ("--bn-baseline", "string", "an earlier --bn-report file: the violations it records (same "
+                                "invariant, device and dtype) are known, not failures; new ones "
+                                "fail, and the ones that now hold are listed"),
 )
 CHOICES = {"--bn-device": DEVICE_KINDS, "--bn-running-var": ("unbiased", "biased"),
-           "--bn-momentum": ("torch", "keep")}
+           "--bn-momentum": ("torch", "keep"), "--bn-level": ("semantic", "precision", "range")}
 """Options with a fixed set of values (checked on the command line and in the ini file)."""
 
 
@@ -116,6 +124,13 @@ def pytest_configure(config):
         register_profiles()
     config.addinivalue_line("markers", "bn_invariants: an invariant test added by the "
                                        "bn_invariants plugin (select with -m bn_invariants)")
+    if not (is_active(config) or is_distributed_active(config)):
+        _refuse_idle_options(config)
+    if is_active(config) or is_distributed_active(config):
+        # Hypothesis's explanation of a failure imports libcst, whose deprecation warnings
+        # are neither the user's nor the suite's
+        config.addinivalue_line("filterwarnings", "ignore:mypy_extensions.TypedDict is "
+                                                  "deprecated:DeprecationWarning")
     if is_active(config):
         from bn_invariants import session  # torch and the registry load here, not before
         session.configure(config)
@@ -131,6 +146,16 @@ def pytest_configure(config):
         from bn_invariants import distributed
         distributed.configure(config)
         _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+
+
+def _refuse_idle_options(config) -> None:
+    """An option of this plugin on the command line of a run that checks nothing would be
+    silently ignored: say what activates the invariants instead."""
+    given = [o for o, _, _ in _OPTIONS if config.getoption(o, default=None) not in (None, False)]
+    if given:
+        raise pytest.UsageError(f"{given[0]} has nothing to apply to: name the batch norm to "
+                                f"check with --bn-impl=package.module:Name (or --bn-builtin "
+                                f"for torch's own, --bn-dist-impl for a synchronised one)")
 
 
 def in_this_repository(config) -> bool:

@@ -15,7 +15,7 @@ from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
 from bn_invariants.outcomes import Outcomes
 from bn_invariants.plugin import (CHOICES, COVERAGE, DEVICE_KINDS, ONLY_INVARIANTS, REFERENCE,
                                   REPLICAS, SUBJECTS, setting)
-from bn_invariants.probing import probe_subject
+from bn_invariants.probing import parse_dtypes, probe_subject
 from bn_invariants.targets import CheckedTarget, safe_id
 from bn_invariants.strategies import available_devices
 from bn_invariants.strategies.profiles import current_profile, default_profile
@@ -40,14 +40,21 @@ def configure(config) -> None:
     if missing:
         raise pytest.UsageError(f"--bn-device={missing[0]}: no {missing[0]} device is "
                                 f"available on this machine")
+    dtypes = _scope(config)
     try:
-        probed = {(s.name, d): probe_subject(s, d) for s in subjects for d in present}
+        probed = {(s.name, d): probe_subject(s, d, dtypes) for s in subjects for d in present}
     except SubjectError as exc:
         raise pytest.UsageError(f"--bn-impl: {exc}") from None
     coverage = {key: p.space for key, p in probed.items()}
     for subject in subjects:
         spaces = [coverage[(subject.name, d)] for d in present]
         if spaces and not any(spaces):
+            left = sorted({t for d in present for t in probed[(subject.name, d)].left_out})
+            if left:
+                raise pytest.UsageError(
+                    f"--bn-dtypes={','.join(dtypes)}: {subject} accepts none of them on "
+                    f"{', '.join(present)} (it accepts {', '.join(left)}), so nothing could "
+                    f"be checked")
             raise pytest.UsageError(
                 f"--bn-impl: {subject} accepts no input: its forward pass raised for every "
                 f"rank 2-5 and dtype on {', '.join(present)} (first: {spaces[0].refusal}), "
@@ -56,7 +63,8 @@ def configure(config) -> None:
     config.stash[COVERAGE] = coverage
     config.stash[PROBED] = probed
     config.stash[REPLICAS] = replicas
-    outcomes = Outcomes(config, config.stash[REFERENCE], bool(setting(config, "--bn-strict")))
+    outcomes = Outcomes(config, config.stash[REFERENCE], bool(setting(config, "--bn-strict")),
+                        level=_level(config), baseline=_baseline(config))
     config.stash[OUTCOMES] = outcomes
     config.pluginmanager.register(outcomes, "bn-outcomes")
     report_path = setting(config, "--bn-report")
@@ -80,6 +88,35 @@ def _conventions(config) -> Conventions:
         values[option] = value or CHOICES[option][0]
     return Conventions(values["--bn-running-var"], values["--bn-momentum"],
                        bool(setting(config, "--bn-frozen")))
+
+
+def _level(config) -> str:
+    """--bn-level: the least serious level that fails the run (default range: all)."""
+    value = setting(config, "--bn-level") or "range"
+    if value not in CHOICES["--bn-level"]:
+        raise pytest.UsageError(f"--bn-level={value}: should be one of "
+                                f"{', '.join(CHOICES['--bn-level'])}")
+    return value
+
+
+def _scope(config) -> tuple | None:
+    """--bn-dtypes: the dtypes to check (None: every accepted one)."""
+    try:
+        return parse_dtypes(setting(config, "--bn-dtypes"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _baseline(config) -> set:
+    """--bn-baseline: the violations an earlier report recorded (empty without one)."""
+    path = setting(config, "--bn-baseline")
+    if not path:
+        return set()
+    from bn_invariants.defects import BaselineError, load_baseline
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise pytest.UsageError(f"--bn-baseline: {exc}") from None
 
 
 def _replicas(config) -> int:

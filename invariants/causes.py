@@ -41,6 +41,12 @@ _CAUSES = (
           "Take each channel's mean and variance over the batch and spatial axes "
           "(dims 0, 2, 3, ...); if it is another normalisation, this suite's batch-norm "
           "invariants do not apply to it."),
+    Cause("contract", "semantic",
+          "The layer breaks torch.nn.BatchNorm2d's contract: its constructor refuses an "
+          "option it should take, its output has the wrong shape or dtype, or it raises "
+          "on input it accepts elsewhere.",
+          "Take BatchNorm2d's constructor and return a tensor of the input's shape and "
+          "dtype; or decline an option outright (NotImplementedError) so it is never drawn."),
     Cause("detached-mean", "semantic",
           "The batch mean is detached from the autograd graph, so the gradient ignores that "
           "E[x] depends on x: the paper's naive rule (a bias before the layer gets a "
