@@ -88,7 +88,7 @@ class Outcomes:
             if self.strict:
                 _fail(report, f"{text}\n(--bn-strict: inherited deviations fail)")
             else:
-                report.outcome, report.wasxfail = "skipped", f"{INHERITED}: {reasons[0]}"
+                report.outcome, report.wasxfail = "skipped", reasons[0]
                 report.longrepr = None
             return
         violation = next((v for v in violations if hasattr(v, "reproduction")), violations[0])

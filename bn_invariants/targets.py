@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 
 from bn_invariants.invariants.blame import describe
+from bn_invariants.invariants.runner import Target
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +36,11 @@ class CheckedTarget:
         if not self.capabilities.declined:
             return strategy
         return strategy.filter(lambda case: self.capabilities.accepts(case.problem.options))
+
+    def long_cases(self) -> tuple:
+        """The target's long cases (runner.Target.long_cases), each found among the cases
+        this target draws, so none needs a declined option."""
+        return Target.long_cases(self)
 
     def check(self, case) -> None:
         """The target's check (see runner.Target.check)."""

@@ -139,18 +139,28 @@ def assert_close(what: str, got: torch.Tensor, expected: torch.Tensor, tolerance
     count = int((~ok).sum())
     where = f"{what}[{', '.join(map(str, at))}]={g!r}"
     if math.isnan(e) and math.isfinite(g):
-        raise InvariantViolation(
+        raise _compared(InvariantViolation(
             f"{where}, but the expected side (the reference) is NaN there: the reference, "
-            f"not the subject, gave no value ({count} of {ok.numel()} elements) [{context}]")
+            f"not the subject, gave no value ({count} of {ok.numel()} elements) [{context}]"),
+            what, got64, exp64, tol)
     if not math.isfinite(g) and not math.isfinite(e):
-        raise InvariantViolation(
+        raise _compared(InvariantViolation(
             f"{where}, but should be finite: the side it is compared with is {e!r} too, and "
             f"two non-finite values never agree ({count} of {ok.numel()} elements out) "
-            f"[{context}]")
-    raise InvariantViolation(
+            f"[{context}]"), what, got64, exp64, tol)
+    raise _compared(InvariantViolation(
         f"{where}, but should be {e!r} ± {t:.3g} "
         f"(error {abs(g - e):.3g}, {abs(g - e) / t if t > 0 else float('inf'):.3g}× the "
-        f"tolerance; {count} of {ok.numel()} elements out) [{context}]")
+        f"tolerance; {count} of {ok.numel()} elements out) [{context}]"),
+        what, got64, exp64, tol)
+
+
+def _compared(violation: InvariantViolation, what, got, expected, tolerance):
+    """``violation`` carrying what was compared (``violation.compared``: the quantity's
+    name, then got, expected and tolerance as float64 CPU tensors), so that another
+    subject's values can be held against the same bound (inheritance.py)."""
+    violation.compared = (what, got, expected, tolerance)
+    return violation
 
 
 def same_overflow(got, expected, exact, bound, overflow: float) -> torch.Tensor:
