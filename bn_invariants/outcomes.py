@@ -34,9 +34,9 @@ class Outcomes:
     """Hooks that turn raw results into verdicts, and the counts for the summary."""
 
     def __init__(self, config, reference, strict: bool, *, level: str = "range",
-                 baseline: frozenset = frozenset()):
+                 baseline: frozenset = frozenset(), baseline_path=None):
         self.config, self.reference, self.strict = config, reference, strict
-        self.level, self.baseline = level, set(baseline)
+        self.level, self.baseline, self.baseline_path = level, set(baseline), baseline_path
         self.inherited, self.failed, self.skips = 0, 0, {}
         self.known, self.beyond = 0, 0
         self.findings: list = []

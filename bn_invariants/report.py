@@ -6,19 +6,33 @@ Writes one JSON document when the session ends:
      "profile": "ci", "reference": "reference(float64)",
      "coverage": {"<subject>": {"<device>": {"<dtype>": [ranks...]}}},
      "results": [{"test": nodeid, "invariant": id, "subject": name, "device": "cpu",
+                  "long": bool,  # test_invariant_long_reduction
                   "dtypes": {"float32": [2, 3, 4, 5], ...},
                   "outcome": "pass" | "fail" | "error" | "skip" | "xfail" | "xpass",
-                  "reason": str | null, "duration": seconds}],
-     # a failure's reason is its whole report block: the violation and its reproduction
+                  "reason": str | null, "duration": seconds,
+                  # a violation (failing, known in the baseline, or past --bn-level):
+                  "violated": true, "cause": id, "level": "semantic" | "precision" | "range",
+                  "dtype": the counterexample's dtype, "status": "fail" | "known" | "beyond-level",
+                  "evidence": str, "replay": str}],
+     # a failure's reason is its report: the violation, its cause and level
+     "level": "range",  # --bn-level: the least serious level that fails the run
+     "defects": [{"cause", "level", "invariants", "dtypes", "summary", "fix", "evidence",
+                  "counterexample", "replay", "status"}, ...],  # most serious first
+     "levels": {"semantic": "holds" | "fails", "precision": ..., "range": ...},
+     "baseline": {"path": str, "known": n, "fixed": [[invariant, device, dtype], ...]} | null,
      "summary": {"pass": n, "fail": n, ...}}
 
-``results`` holds one entry per ``test_invariant`` test (and per
-``test_distributed_invariant`` test of the distributed family, and per contract test:
-``batch-normalisation``, ``construction-contract``, ``output-contract-rank<r>``): the dtypes are those its
-target draws (the subject's probed space, restricted to where the invariant
-applies, less known deviations); a skip says why (unsupported by the subject, no
-applicable input, device absent).  ``coverage`` is what each subject accepts on
-each device, as probed at start-up (the plugin's COVERAGE stash).
+``results`` holds one entry per ``test_invariant`` and ``test_invariant_long_reduction``
+test (and per ``test_distributed_invariant`` test of the distributed family, and per
+contract test: ``batch-normalisation``, ``construction-contract``,
+``output-contract-rank<r>``): the dtypes are those its target draws (the subject's probed
+space, restricted to where the invariant applies, less known deviations); a skip says why
+(unsupported by the subject, no applicable input, device absent).  ``coverage`` is what
+each subject accepts on each device, as probed at start-up (the plugin's COVERAGE stash).
+The causes and levels are those of ``bn_invariants.invariants.causes``
+(docs/reading-a-verdict.md); ``defects`` and ``levels`` cover every violation, failing
+or not.  A report is a baseline for a later run (``--bn-baseline``): its ``violated``
+results are known there.
 """
 from __future__ import annotations
 
@@ -62,6 +76,9 @@ class BatchNormReport:
                 return
             entry = self.entries[report.nodeid] = _entry(report.nodeid, described)
         entry["duration"] = round(entry["duration"] + report.duration, 4)
+        finding = getattr(report, "bn_finding", None)
+        if finding is not None:
+            entry.update(violated=True, **{k: finding[k] for k in FINDING_FIELDS})
         outcome, reason = outcome_of(report)
         # The first non-pass phase decides (a failed teardown after a passed call fails).
         if outcome is not None and entry["outcome"] in (None, "pass"):
@@ -76,6 +93,15 @@ class BatchNormReport:
             entry["outcome"] = entry["outcome"] or "not run"
             summary[entry["outcome"]] = summary.get(entry["outcome"], 0) + 1
         from bn_invariants import __version__, registry_hash
+        from bn_invariants.defects import defects_of, fixed_since, levels_of
+        outcomes = _stash_session(self.config, "OUTCOMES")
+        findings = outcomes.findings if outcomes is not None else []
+        defects = defects_of(findings)
+        baseline = None
+        if outcomes is not None and outcomes.baseline_path:
+            baseline = {"path": str(outcomes.baseline_path), "known": outcomes.known,
+                        "fixed": [list(k) for k in fixed_since(outcomes.baseline, findings,
+                                                               outcomes.checked)]}
         document = {
             "version": __version__,
             "registry": registry_hash(),
@@ -84,6 +110,10 @@ class BatchNormReport:
             "reference": str(_stash(self.config, "REFERENCE", "")),
             "coverage": coverage(self.config, results),
             "results": results,
+            "level": outcomes.level if outcomes is not None else "range",
+            "defects": [d.to_json() for d in defects],
+            "levels": levels_of(defects),
+            "baseline": baseline,
             "summary": summary,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +123,8 @@ class BatchNormReport:
         terminalreporter.write_line(f"batch-norm report written to {self.path}")
 
 
+FINDING_FIELDS = ("cause", "level", "dtype", "status", "evidence", "replay")
+"""What a result takes from its Finding (bn_invariants.defects)."""
 DESCRIBED = "bn_invariant"
 """The user property that carries a test's description (``describe_item``)."""
 
@@ -111,14 +143,20 @@ def describe_item(item) -> dict | None:
     if getattr(item, "originalname", None) == "test_contract" and "contract" in params:
         contract, subject, device, _ = params["contract"]
         return {"invariant": contract, "subject": subject, "device": device, "dtypes": {}}
-    if getattr(item, "originalname", None) not in ("test_invariant", "test_distributed_invariant"):
+    name = getattr(item, "originalname", None)
+    if name not in INVARIANT_TEST_NAMES:
         return None
+    long = name == "test_invariant_long_reduction"
     target = params.get("target", params.get("dist_target"))
     if target is not None:
         return {"invariant": target.invariant.id, "subject": target.subject.name,
-                "device": target.space.device,
+                "device": target.space.device, "long": long,
                 "dtypes": {d: list(r) for d, r in target.space.dtype_ranks.items()}}
-    return {**_parse_id(callspec.id if callspec else ""), "dtypes": {}}
+    return {**_parse_id(callspec.id if callspec else ""), "long": long, "dtypes": {}}
+
+
+INVARIANT_TEST_NAMES = ("test_invariant", "test_invariant_long_reduction",
+                        "test_distributed_invariant")
 
 
 def _parse_id(ident: str) -> dict:
@@ -169,6 +207,17 @@ def coverage(config, results) -> dict:
             for dtype, ranks in entry["dtypes"].items():
                 spot[dtype] = sorted(set(spot.get(dtype, [])) | set(ranks))
     return table
+
+
+def _stash_session(config, key_name: str):
+    """config.stash[session.<key_name>] (None where the single-process invariants are off)."""
+    if not getattr(config, "stash", None):
+        return None
+    from bn_invariants import plugin
+    if not plugin.is_active(config):
+        return None
+    from bn_invariants import session
+    return config.stash.get(getattr(session, key_name), None)
 
 
 def _stash(config, key_name: str, default):

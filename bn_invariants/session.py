@@ -64,7 +64,8 @@ def configure(config) -> None:
     config.stash[PROBED] = probed
     config.stash[REPLICAS] = replicas
     outcomes = Outcomes(config, config.stash[REFERENCE], bool(setting(config, "--bn-strict")),
-                        level=_level(config), baseline=_baseline(config))
+                        level=_level(config), baseline=_baseline(config),
+                        baseline_path=setting(config, "--bn-baseline"))
     config.stash[OUTCOMES] = outcomes
     config.pluginmanager.register(outcomes, "bn-outcomes")
     report_path = setting(config, "--bn-report")
