@@ -14,10 +14,11 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-VERDICTS = ("pass", "fail", "skip")
+VERDICTS = ("pass", "fail", "skip", "xfail")
+"""'xfail': a violation that does not fail the run (in the baseline, or past ``level``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class InvariantResult:
     reproduction: str = ""
     """The shrunk counterexample, as ``Case(...)`` (fail only)."""
     seconds: float = 0.0
+    finding: object = None
+    """A violation's ``bn_invariants.defects.Finding`` (cause, level, dtype, status), else
+    None."""
 
 
 @dataclass
@@ -48,10 +52,32 @@ class Report:
     torch: str
     profile: str
     results: list = field(default_factory=list)
+    level: str = "range"
+    """The least serious level that fails (``check_batch_norm``'s ``level``)."""
+    baseline: set = field(default_factory=set)
+    coverage: list = field(default_factory=list)
+    """One line per device: what the subject accepts, declines and the scope leaves out."""
 
     @property
     def failures(self) -> list:
         return [r for r in self.results if r.verdict == "fail"]
+
+    @property
+    def findings(self) -> list:
+        """Every violation (failing, known or past the level) as a Finding."""
+        return [r.finding for r in self.results if r.finding is not None]
+
+    @property
+    def defects(self) -> list:
+        """The violations grouped by likely cause, most serious first."""
+        from bn_invariants.defects import defects_of
+        return defects_of(self.findings)
+
+    @property
+    def levels(self) -> dict:
+        """{level: "holds" | "fails"}."""
+        from bn_invariants.defects import levels_of
+        return levels_of(self.defects)
 
     @property
     def ok(self) -> bool:
@@ -77,20 +103,50 @@ class Report:
         return "\n".join(line.rstrip() for line in lines)
 
     def failure_text(self) -> str:
-        """One block per violated invariant: the message and the reproduction."""
+        """The failing invariants, then the defects (one block each, most serious first)
+        and the levels that hold."""
+        from bn_invariants.defects import levels_line
         blocks = [f"{len(self.failures)} invariant(s) violated by {self.subject} "
                   f"(bn-invariants {self.version}, registry {self.registry}, "
                   f"torch {self.torch}, profile {self.profile}):"]
         for r in self.failures:
-            blocks.append(f"- {r.invariant} on {r.device}: {r.message}\n"
-                          f"  reproduce: {r.reproduction}")
-        return "\n".join(blocks)
+            cause = f" [{r.finding.cause}, {r.finding.level}]" if r.finding else ""
+            blocks.append(f"- {r.invariant} on {r.device}{cause}: {r.message}")
+        return "\n".join(blocks + ["", *self.defect_lines()])
+
+    def defect_lines(self) -> list:
+        """The defects' blocks and the levels line (what the plugin's summary prints)."""
+        from bn_invariants.defects import levels_line
+        lines = [f"defects: {len(self.defects)}, most serious first"] if self.defects else []
+        for i, defect in enumerate(self.defects, 1):
+            lines += [f"{i}. {line}" if j == 0 else f"   {line}"
+                      for j, line in enumerate(defect.block())]
+        return lines + [f"levels: {levels_line(self.defects)}"]
+
+    def fixed(self) -> list:
+        """Baseline violations that hold now (their invariant and device were checked)."""
+        from bn_invariants.defects import fixed_since
+        checked = {(r.invariant, r.device) for r in self.results if r.verdict != "skip"}
+        return fixed_since(self.baseline, self.findings, checked)
 
     def to_json(self) -> dict:
-        """The report as a JSON-ready dict."""
+        """The report as a JSON-ready dict; its ``violated`` results make it a baseline."""
+        results = []
+        for r in self.results:
+            entry = {k: v for k, v in r.__dict__.items() if k != "finding"}
+            if r.finding is not None:
+                entry.update(violated=True, **{k: getattr(r.finding, k) for k in
+                                               ("cause", "level", "dtype", "status",
+                                                "evidence", "replay")})
+            results.append(entry)
         return {"subject": self.subject, "version": self.version, "registry": self.registry,
                 "torch": self.torch, "profile": self.profile, "summary": self.counts(),
-                "results": [r.__dict__ for r in self.results]}
+                "coverage": self.coverage, "level": self.level,
+                "defects": [d.to_json() for d in self.defects], "levels": self.levels,
+                "baseline": {"known": sum(r.verdict == "xfail" and r.finding.status == "known"
+                                          for r in self.results if r.finding),
+                             "fixed": [list(k) for k in self.fixed()]} if self.baseline else None,
+                "results": results}
 
     def raise_for_failures(self) -> None:
         """Raise one AssertionError listing every violation, if there is one."""
@@ -103,7 +159,8 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
                      reference=None, replicas: int = 1,
                      progress: Callable[[int, int, InvariantResult], None] | None = None,
                      raise_on_failure: bool = True, strict: bool = False,
-                     conventions=None) -> Report:
+                     conventions=None, level: str = "range", dtypes=None,
+                     baseline=None) -> Report:
     """Check ``impl`` against every invariant (or those named) on ``devices``.
 
     ``impl``: a class or factory with ``torch.nn.BatchNorm2d``'s constructor, or its
@@ -112,28 +169,38 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     pytest (Hypothesis's own "default") the suite's: dev, or ci when CI is set.
     ``reference``: a second implementation for the differential invariants (default:
     the float64 oracle).  ``progress(i, n, result)`` is called after each invariant.
-    A violation torch's own batch norm shares on the same case (``impl`` wraps torch's
-    kernel) is a skip whose message says so ("inherited from torch: ..."), as with the
-    plugin, unless ``strict`` (the plugin's ``--bn-strict``).  Options ``impl`` declines
-    (its constructor or first forward raises NotImplementedError, TypeError or ValueError)
-    are never drawn.
+    As with the plugin: a subject that does not normalise over the batch gets the one
+    verdict ``batch-normalisation`` (its invariants skip); the construction and output
+    contracts are results too; a violation torch's own batch norm shares (the subject's
+    values within the tolerance of torch's, on the same case) is a skip whose message
+    says so ("inherited from torch: ..."), unless ``strict`` (the plugin's
+    ``--bn-strict``); options ``impl`` declines (its constructor or first forward raises
+    NotImplementedError, TypeError or ValueError) are never drawn.
+    Every violation carries its likely cause and level (``result.finding``; the
+    report's ``defects`` and ``levels``).  ``level`` ("semantic", "precision" or "range",
+    the default): the least serious level that fails; violations past it are "xfail"
+    results.  ``dtypes`` (e.g. ``["float32", "float64"]`` or "float32,float64"): check only
+    these.  ``baseline``: the path of an earlier report (``Report.to_json()``, the CLI's
+    ``--json`` or the plugin's ``--bn-report``): the violations it records (same invariant,
+    device and dtype) are "xfail" results, known; ``report.fixed()`` lists those that hold.
     ``conventions``: a ``Conventions`` (``bn_invariants.invariants.conventions``) for a
     design that differs from torch's on purpose, as the plugin's ``--bn-running-var``,
     ``--bn-momentum`` and ``--bn-frozen`` declare it (default: torch's).
-    Raises AssertionError listing the violations unless ``raise_on_failure`` is False;
-    raises ValueError for a bad argument and SubjectError for a subject that cannot be
-    built or accepts no input.
+    Raises AssertionError listing the failures and the defects unless
+    ``raise_on_failure`` is False; raises ValueError for a bad argument and SubjectError
+    for a subject that cannot be built or accepts no input.
     """
     from bn_invariants import __version__, registry_hash
+    from bn_invariants.defects import load_baseline
     from bn_invariants.invariants import REGISTRY, SubjectError
-    from bn_invariants.invariants.capabilities import probe_capabilities
+    from bn_invariants.invariants.causes import check_level
     from bn_invariants.invariants.conventions import Conventions, declare, declared
-    from bn_invariants.invariants.coverage import probe
     from bn_invariants.invariants.runner import target_for
-    from bn_invariants.targets import CheckedTarget
     from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
+    from bn_invariants.probing import parse_dtypes, probe_subject
     from bn_invariants.strategies import available_devices
     from bn_invariants.strategies.profiles import current_profile
+    from bn_invariants.targets import CheckedTarget
     import torch
 
     subject = as_subject(impl, "impl")
@@ -143,28 +210,37 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     hyp_settings, profile = _settings(settings, current_profile)
     if replicas < 1:
         raise ValueError(f"replicas={replicas}, but should be at least 1")
-    spaces = {device: probe(subject, device) for device in chosen}
-    if not any(spaces.values()):
-        first = next(iter(spaces.values()))
+    check_level(level)
+    scope = parse_dtypes(dtypes, "dtypes")
+    known = load_baseline(baseline) if baseline is not None else set()
+    probed = {device: probe_subject(subject, device, scope) for device in chosen}
+    if not any(p.space for p in probed.values()):
+        left = sorted({t for p in probed.values() for t in p.left_out})
+        if left:
+            raise SubjectError(f"{subject} accepts none of dtypes={','.join(scope)} on "
+                               f"{', '.join(chosen)} (it accepts {', '.join(left)})")
+        first = next(iter(probed.values())).space
         raise SubjectError(f"{subject} accepts no input: its forward pass raised for every "
                            f"rank 2-5 and dtype on {', '.join(chosen)} (first: {first.refusal})")
-    # the options each device's subject declines (NotImplementedError, TypeError or
-    # ValueError from its constructor or first forward): no case needing them is drawn
-    offered = {device: probe_capabilities(subject, device, space)
-               for device, space in spaces.items() if space}
-    report = Report(subject.name, __version__, registry_hash(), torch.__version__, profile)
+    report = Report(subject.name, __version__, registry_hash(), torch.__version__, profile,
+                    level=level, baseline=known,
+                    coverage=[f"{d} ({subject.name}): {p.coverage_line()}" for d, p in probed.items()])
     work = [(inv, device) for inv in selected for device in chosen]
     before = declared()
     declare(conventions or Conventions())  # what the invariants check, for this run only
     try:
+        for device, p in probed.items():
+            report.results += _contract_results(p, device, level, known)
         for i, (invariant, device) in enumerate(work, 1):
-            target = target_for(invariant, subject, spaces[device], ref, replicas)
-            if device in offered:
-                target = CheckedTarget(target, offered[device])
-            result = (_run(target, device, hyp_settings, ref, strict)
-                      if declared().applies(invariant.id) else InvariantResult(
-                          invariant.id, device, "skip",
-                          message="does not apply to an eval-only batch norm (frozen)"))
+            p = probed[device]
+            reason = _not_checked(invariant, subject, p, declared())
+            if reason:
+                result = InvariantResult(invariant.id, device, "skip", message=reason)
+            else:
+                target = CheckedTarget(target_for(invariant, subject, p.space, ref, replicas),
+                                       p.capabilities)
+                result = _run(target, device, hyp_settings, ref, strict,
+                              Verdicts(p.diagnosis, level, known))
             report.results.append(result)
             if progress is not None:
                 progress(i, len(work), result)
@@ -173,6 +249,46 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     if raise_on_failure:
         report.raise_for_failures()
     return report
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """What turns a violation into a verdict: the up-front diagnosis (for its cause), the
+    level that fails, the baseline's known violations."""
+
+    diagnosis: object
+    level: str
+    baseline: set
+
+
+def _not_checked(invariant, subject, probed, conventions) -> str:
+    """Why an invariant is not checked at all ('' when it is), as the plugin says it."""
+    if not conventions.applies(invariant.id):
+        return "does not apply to an eval-only batch norm (frozen)"
+    diagnosis = probed.diagnosis
+    if diagnosis is not None and diagnosis.verdict(conventions) and not diagnosis.frozen_like:
+        return f"{subject} does not normalise over the batch (see batch-normalisation)"
+    return ""
+
+
+def _contract_results(probed, device: str, level: str, baseline: set) -> list:
+    """The batch-normalisation verdict and the construction and output contracts, as the
+    plugin's test_contract reports them."""
+    from bn_invariants.defects import FAILING, Finding, status_of
+    from bn_invariants.invariants.conventions import declared
+    verdict = probed.diagnosis.verdict(declared()) if probed.diagnosis else ""
+    results = []
+    for name, message in {"batch-normalisation": verdict, **probed.contract_failures()}.items():
+        if not message:
+            results.append(InvariantResult(name, device, "pass"))
+            continue
+        cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
+        finding = Finding(name, device, None, cause, "semantic", message, message)
+        status = status_of(finding.level, finding.key, level, baseline)
+        finding = replace(finding, status=status)
+        results.append(InvariantResult(name, device, "fail" if status == FAILING else "xfail",
+                                       message=message, finding=finding))
+    return results
 
 
 def as_subject(impl, what: str):
@@ -245,9 +361,13 @@ def _settings(settings, current_profile):
     raise ValueError(f"settings={settings!r}: should be a hypothesis.settings or a profile name")
 
 
-def _run(target, device: str, hyp_settings, reference, strict: bool) -> InvariantResult:
-    """Search one target; a shrunk failure becomes a 'fail' with its reproduction (a skip
-    where torch's own kernel fails the same way, unless ``strict``)."""
+def _run(target, device: str, hyp_settings, reference, strict: bool,
+         verdicts: Verdicts) -> InvariantResult:
+    """Search one target; a shrunk failure becomes a 'fail' with its reproduction and its
+    likely cause (a skip where torch's own kernel fails the same way, unless ``strict``;
+    an 'xfail' where it is in the baseline or past the level)."""
+    from bn_invariants.attribution import finding_of
+    from bn_invariants.defects import FAILING, Finding, status_of
     from bn_invariants.invariants import InvariantViolation, Unsupported
     from bn_invariants.invariants.assertions import recording_ratios
     from bn_invariants.invariants.capabilities import declined_option
@@ -289,7 +409,15 @@ def _run(target, device: str, hyp_settings, reference, strict: bool) -> Invarian
     shrunk = _RATIO.search(message)
     if shrunk:  # the shrunk counterexample's ratio, not the worst seen while searching
         ratio = float(shrunk.group(1))
-    return InvariantResult(name, device, "fail", ratio, message, reproduction, seconds)
+    if isinstance(error, InvariantViolation):
+        finding = finding_of(target, error, verdicts.diagnosis, reference)
+    else:
+        finding = Finding(name, device, None, "contract", "semantic",
+                          "the subject raised on input it accepts elsewhere", message)
+    finding = replace(finding, status=status_of(finding.level, finding.key, verdicts.level,
+                                                verdicts.baseline))
+    verdict = "fail" if finding.status == FAILING else "xfail"
+    return InvariantResult(name, device, verdict, ratio, message, reproduction, seconds, finding)
 
 
 _RATIO = re.compile(r"([0-9.]+(?:e[+-]?[0-9]+)?|inf)× the tolerance")

@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import torch
 
+from bn_invariants.defects import Finding
 from bn_invariants.invariants.assertions import InvariantViolation
 from bn_invariants.invariants.causes import CAUSES
 from bn_invariants.invariants.catalogue.magnitudes import exponent_range
@@ -39,6 +40,7 @@ from bn_invariants.invariants.params import Extreme
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.step import build, record_step
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
+from bn_invariants.replay import replay_line
 from bn_invariants.strategies.dtypes import finfo
 from bn_invariants.strategies.shapes import length_shape
 
@@ -152,8 +154,12 @@ def _short(subject: Subject) -> str:
     return subject.name.rpartition(":")[2]
 
 
-QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad", "running_mean",
-              "running_var", "eval_output", "eval_running_mean", "eval_running_var")
+GROUPS = (("output", "input_grad", "weight_grad", "bias_grad"),
+          ("running_mean", "running_var"),
+          ("eval_output", "eval_running_mean", "eval_running_var"))
+"""What a behaviour records: the training step, the running statistics after it, an eval
+pass after that.  A bug shows first in one group (the others may follow from it)."""
+QUANTITIES = tuple(name for group in GROUPS for name in group)
 
 
 def behaviour(subject: Subject, problem) -> dict | None:
@@ -177,26 +183,29 @@ def behaviour(subject: Subject, problem) -> dict | None:
 
 
 def _shows(theirs, ctrl, dtype: str) -> tuple:
-    """The quantities on which a mutant's bug shows (moves it beyond rounding noise)."""
+    """The quantities of the first group on which a mutant's bug shows (moves them beyond
+    rounding noise): its primary symptom; () where it shows nowhere."""
     if theirs is None or ctrl is None:
         return ()
     unit = finfo(dtype).eps / 2
-    out = []
-    for name in QUANTITIES:
-        a, b = theirs.get(name), ctrl.get(name)
-        if a is None or b is None or a.shape != b.shape:
-            continue
-        if _gap(a, b) > NOTICEABLE * unit * (1 + _size(b)):
-            out.append(name)
-    return tuple(out)
+    for group in GROUPS:
+        out = []
+        for name in group:
+            a, b = theirs.get(name), ctrl.get(name)
+            if a is None or b is None or a.shape != b.shape:
+                continue
+            if _gap(a, b) > NOTICEABLE * unit * (1 + _size(b)):
+                out.append(name)
+        if out:
+            return tuple(out)
+    return ()
 
 
 def _share(mine, theirs, ctrl, shows) -> float | None:
-    """The fraction of the quantities where the mutant's bug shows on which the subject
-    does what the mutant does (within CLOSE of the mutant's distance from the control),
-    when that includes the first of them (the output before the gradients, before the
-    running statistics) and is at least half; else None: the subject does not have the
-    mutant's bug."""
+    """The fraction of the quantities where the mutant's bug first shows on which the
+    subject does what the mutant does (within CLOSE of the mutant's distance from the
+    control), when that includes the first of them and is at least half; else None: the
+    subject does not have the mutant's bug."""
     if mine is None:
         return None
     close = []
@@ -311,3 +320,16 @@ def _passes(invariant, subject, case, *, dtype=None, tame=False, short=False) ->
     except Exception:  # noqa: BLE001  (any failure: it does not pass)
         return False
     return True
+
+
+def finding_of(target, violation, diagnosis, reference) -> Finding:
+    """``violation`` of ``target`` (invariant, subject, space) as a Finding, with its
+    likely cause and the line that replays it."""
+    case = getattr(violation, "reproduction", None)
+    found = attribute(target.invariant, target.subject, case, str(violation),
+                      diagnosis=diagnosis, reference=reference)
+    problem = getattr(case, "problem", None)
+    size = math.prod(problem.shape) if problem is not None else 0
+    return Finding(target.invariant.id, target.space.device, getattr(problem, "dtype", None),
+                   found.cause, found.level, found.evidence, str(violation).splitlines()[0],
+                   size, replay_line(target, case))

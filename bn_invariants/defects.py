@@ -130,11 +130,10 @@ def defects_of(findings) -> list:
     """The findings grouped by cause, most serious first: by level, then the catalogue's
     order of causes, failing before known."""
     by_cause: dict = {}
-    for finding in findings:
-        by_cause.setdefault(finding.cause, Defect(finding.cause, finding.level)).findings.append(finding)
+    for finding in findings:  # one level a cause, but unknown's level is the evidence's
+        key = (finding.cause, finding.level)
+        by_cause.setdefault(key, Defect(finding.cause, finding.level)).findings.append(finding)
     order = list(CAUSES)
-    for defect in by_cause.values():  # an unknown cause takes its most serious finding's level
-        defect.level = min((f.level for f in defect.findings), key=level_rank)
     return sorted(by_cause.values(), key=lambda d: (level_rank(d.level), not d.failing,
                                                     order.index(d.cause)))
 

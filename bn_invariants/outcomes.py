@@ -7,12 +7,12 @@ The controller collects the findings for the summary's defects."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from bn_invariants.defects import FAILING, KNOWN, Finding, status_of
+from bn_invariants.replay import compact, replay_line
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
 from bn_invariants.invariants.inheritance import inherited
@@ -102,18 +102,10 @@ class Outcomes:
 
     def _finding(self, target, violation) -> Finding:
         """The violation as a Finding, with its likely cause."""
-        from bn_invariants.attribution import attribute
+        from bn_invariants.attribution import finding_of
         from bn_invariants.session import PROBED
-        case = getattr(violation, "reproduction", None)
-        device = target.space.device
-        probed = self.config.stash[PROBED].get((target.subject.name, device))
-        found = attribute(target.invariant, target.subject, case, str(violation),
-                          diagnosis=getattr(probed, "diagnosis", None), reference=self.reference)
-        problem = getattr(case, "problem", None)
-        return Finding(target.invariant.id, device, getattr(problem, "dtype", None),
-                       found.cause, found.level, found.evidence,
-                       str(violation).splitlines()[0],
-                       _numel(problem), replay_line(target, case))
+        probed = self.config.stash[PROBED].get((target.subject.name, target.space.device))
+        return finding_of(target, violation, getattr(probed, "diagnosis", None), self.reference)
 
     def _judge_contract(self, report, contract) -> None:
         name, subject, device, message = contract
@@ -168,26 +160,8 @@ class Outcomes:
             self.skips[reason] = self.skips.get(reason, 0) + 1
 
 
-def _numel(problem) -> int:
-    if problem is None:
-        return 0
-    size = 1
-    for side in problem.shape:
-        size *= side
-    return size
-
-
 def _cause_line(finding: Finding) -> str:
     return f"cause: {finding.cause} ({finding.level}): {finding.evidence}"
-
-
-def replay_line(target, case) -> str:
-    """One shell line that replays ``case`` of ``target``'s invariant on its subject
-    ('' without a case)."""
-    if case is None:
-        return ""
-    return (f"bn-invariants replay {target.invariant.id} {target.subject.spec} "
-            f"\"{compact(case)}\"")
 
 
 def brief(target, violation, finding: Finding) -> str:
@@ -226,23 +200,6 @@ def short_block(target, violation, script: str = "") -> str:
                   f"  check_case(REGISTRY[{target.invariant.id!r}], "
                   f"load_subject({target.subject.spec!r}), {compact(violation.reproduction)})"]
     return "\n".join(lines)
-
-
-def compact(value) -> str:
-    """``repr`` of a dataclass with only the fields that differ from their defaults
-    (recursively), so a Case reads Case(problem=Problem(shape=(2, 1)), params=Steps(steps=2,
-    lr=1.0))."""
-    if not dataclasses.is_dataclass(value) or isinstance(value, type):
-        return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
-    parts = []
-    for f in dataclasses.fields(value):
-        got = getattr(value, f.name)
-        default = (f.default if f.default is not dataclasses.MISSING else
-                   f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else dataclasses.MISSING)
-        if default is dataclasses.MISSING or got != default:
-            parts.append(f"{f.name}={compact(got)}")
-    return f"{type(value).__name__}({', '.join(parts)})"
 
 
 def _fail(report, text: str) -> None:
