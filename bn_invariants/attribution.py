@@ -8,17 +8,18 @@ Given a violated invariant and its counterexample (a Case), in order:
    with the correct control's and the subject's: a mutant whose bug shows there and which
    the subject behaves like is *matched*; one whose bug does not show there is *silent*.
    The first matched mutant (most alike first) that fails the same invariant on the same
-   quantity names the cause; else the silent mutant that fails it on the same quantity
-   most like the subject (the nearest reported value).  A mutant whose bug shows and which the subject does not
-   behave like is never named.  A matched mutant that does not fail the case still names
-   the cause when nothing else does (the subject has its bug);
+   quantity names the cause.  A mutant whose bug shows and which the subject does not
+   behave like is never named;
 3. a batch of at most one value per channel: ``degenerate-batch``;
 4. a half-precision counterexample that passes in float32: ``low-precision-statistics``
-   (``mixed-precision`` for the mixed-precision invariant);
-5. a counterexample at extreme magnitudes or eps that passes once tamed (severity 0,
+   (``mixed-precision`` where the violation is about a dtype);
+5. the silent mutant that fails the counterexample on the same quantity most like the
+   subject (the nearest reported value); else the most alike matched mutant, though it
+   does not fail the case (the subject has its bug);
+6. a counterexample at extreme magnitudes or eps that passes once tamed (severity 0,
    torch's default eps): ``extreme-range``;
-6. a long reduction that passes at 64 values per channel: ``long-reduction``;
-7. else ``unknown``, with the level the evidence gives (precision for a half-precision
+7. a long reduction that passes at 64 values per channel: ``long-reduction``;
+8. else ``unknown``, with the level the evidence gives (precision for a half-precision
    counterexample, semantic otherwise).
 """
 from __future__ import annotations
@@ -72,19 +73,34 @@ def attribute(invariant, subject: Subject, case, message: str, *, diagnosis=None
         return _named("not-a-batch-norm", diagnosis.detail)
     if case is None:
         return _unknown(None, "no counterexample to replay")
-    problem = case.problem
     with warnings.catch_warnings():  # the mutants' own warnings are not the user's
         warnings.simplefilter("ignore")
-        found = _by_mutants(invariant, subject, case, message, reference)
-    if found is not None:
-        return found
+        return _attribute(invariant, subject, case, message, reference)
+
+
+def _attribute(invariant, subject, case, message, reference) -> Attribution:
+    problem, wanted = case.problem, quantity(message)
+    zoo = _Zoo(invariant, subject, case, reference)
+    for _, mutant, cause, shows in zoo.matched:
+        if zoo.fails_alike(mutant)[0] == wanted:
+            return _named(cause, f"behaves like the zoo's {_short(mutant)} on the "
+                                 f"counterexample ({', '.join(shows)}), which fails it the same way")
     if problem.reduction_length <= 1:
         return _named("degenerate-batch", f"fails on a batch of {problem.reduction_length} "
                                           f"value(s) per channel, where a batch norm must "
                                           f"raise a clear error or leave its state alone")
     if problem.dtype in HALF and _passes(invariant, subject, case, dtype="float32"):
-        cause = "mixed-precision" if invariant.id == "mixed-precision" else "low-precision-statistics"
+        cause = "mixed-precision" if "dtype" in wanted else "low-precision-statistics"
         return _named(cause, f"fails in {problem.dtype}, but the same case passes in float32")
+    alike = zoo.silent_alike(wanted, _reported_value(message))
+    if alike is not None:
+        mutant, cause = alike
+        return _named(cause, f"the zoo's {_short(mutant)} fails the same counterexample "
+                             f"the same way ({wanted})")
+    if zoo.matched:
+        _, mutant, cause, shows = zoo.matched[0]
+        return _named(cause, f"behaves like the zoo's {_short(mutant)} "
+                             f"({', '.join(shows)}) on the counterexample")
     if _extreme(case) and _passes(invariant, subject, case, tame=True):
         return _named("extreme-range", f"fails at {_extremity(case)}, but the same case "
                                        f"passes at ordinary magnitudes and eps")
@@ -113,41 +129,52 @@ def _library() -> tuple:
     return control, tuple((Subject(spec(m), m), m.CAUSE) for m in MUTANTS)
 
 
-def _by_mutants(invariant, subject, case, message, reference) -> Attribution | None:
-    control, mutants = _library()
-    problem = case.problem
-    ctrl = behaviour(control, problem)
-    mine = behaviour(subject, problem)
-    matched, silent = [], []
-    for mutant, cause in mutants:
-        theirs = behaviour(mutant, problem)
-        shows = _shows(theirs, ctrl, problem.dtype)
-        if not shows:
-            silent.append((mutant, cause))
-            continue
-        share = _share(mine, theirs, ctrl, shows)
-        if share is not None:
-            matched.append((share, mutant, cause, shows))
-    matched.sort(key=lambda m: -m[0])
-    wanted, got = quantity(message), _reported_value(message)
-    for _, mutant, cause, shows in matched:
-        if _fails_alike(invariant, mutant, case, reference)[0] == wanted:
-            return _named(cause, f"behaves like the zoo's {_short(mutant)} on the "
-                                 f"counterexample ({', '.join(shows)}), which fails it the same way")
-    alike = []
-    for mutant, cause in silent:
-        what, value = _fails_alike(invariant, mutant, case, reference)
-        if what == wanted:
-            alike.append((_distance(value, got), mutant, cause))
-    if alike:
+class _Zoo:
+    """The zoo's mutants on one counterexample: those whose bug shows there and which the
+    subject behaves like (``matched``: (share, mutant, cause, quantities), most alike
+    first), and those whose bug does not show there (``silent``)."""
+
+    def __init__(self, invariant, subject, case, reference):
+        self.invariant, self.case, self.reference = invariant, case, reference
+        control, mutants = _library()
+        problem = case.problem
+        ctrl, mine = behaviour(control, problem), behaviour(subject, problem)
+        self.matched, self.silent = [], []
+        for mutant, cause in mutants:
+            theirs = behaviour(mutant, problem)
+            shows = _shows(theirs, ctrl, problem.dtype)
+            if not shows:
+                self.silent.append((mutant, cause))
+                continue
+            share = _share(mine, theirs, ctrl, shows)
+            if share is not None:
+                self.matched.append((share, mutant, cause, shows))
+        self.matched.sort(key=lambda m: -m[0])
+
+    def fails_alike(self, mutant) -> tuple:
+        """(quantity, reported value or NaN) of the mutant's violation of the invariant on
+        the case; (None, None) when it keeps it (or raises something else)."""
+        try:
+            check_case(self.invariant, mutant, self.case, self.reference)
+        except InvariantViolation as exc:
+            value = _reported_value(str(exc))
+            return quantity(str(exc)), (math.nan if value is None else value)
+        except Exception:  # noqa: BLE001  (a mutant that raises does not fail it alike)
+            return None, None
+        return None, None
+
+    def silent_alike(self, wanted: str, got):
+        """(mutant, cause) of the silent mutant that breaks the invariant on the same
+        quantity with the value nearest the subject's; None when none does."""
+        alike = []
+        for mutant, cause in self.silent:
+            what, value = self.fails_alike(mutant)
+            if what == wanted:
+                alike.append((_distance(value, got), mutant, cause))
+        if not alike:
+            return None
         _, mutant, cause = min(alike, key=lambda a: a[0])
-        return _named(cause, f"the zoo's {_short(mutant)} fails the same counterexample "
-                             f"the same way ({wanted})")
-    if matched:
-        _, mutant, cause, shows = matched[0]
-        return _named(cause, f"behaves like the zoo's {_short(mutant)} "
-                             f"({', '.join(shows)}) on the counterexample")
-    return None
+        return mutant, cause
 
 
 def _short(subject: Subject) -> str:
@@ -228,19 +255,6 @@ def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
 def _size(t: torch.Tensor) -> float:
     finite = t[torch.isfinite(t)]
     return float(finite.abs().max()) if finite.numel() else 0.0
-
-
-def _fails_alike(invariant, mutant, case, reference) -> tuple:
-    """(quantity, reported value or NaN) of the mutant's violation of ``invariant`` on
-    ``case``; (None, None) when it keeps it (or raises something else)."""
-    try:
-        check_case(invariant, mutant, case, reference)
-    except InvariantViolation as exc:
-        value = _reported_value(str(exc))
-        return quantity(str(exc)), (math.nan if value is None else value)
-    except Exception:  # noqa: BLE001  (a mutant that raises does not fail it alike)
-        return None, None
-    return None, None
 
 
 _VALUE = re.compile(r"^[^=]*=\s*([-+0-9.eEinfa]+)")

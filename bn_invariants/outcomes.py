@@ -152,12 +152,17 @@ class Outcomes:
             self.known += 1
         elif report.when == "call" and wasxfail.startswith(BEYOND_PREFIX):
             self.beyond += 1
-        elif report.failed:
+        elif report.failed and checked is not None:
             self.failed += 1
-        elif report.skipped and not hasattr(report, "wasxfail"):
+        elif report.skipped and not hasattr(report, "wasxfail") and _is_invariant_test(report):
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             reason = reason.removeprefix("Skipped: ")
             self.skips[reason] = self.skips.get(reason, 0) + 1
+
+
+def _is_invariant_test(report) -> bool:
+    """Whether ``report`` is of a test the plugin added (its skips are counted)."""
+    return "bn_invariants" in report.keywords if hasattr(report, "keywords") else False
 
 
 def _cause_line(finding: Finding) -> str:

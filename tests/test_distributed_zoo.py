@@ -14,6 +14,7 @@ from bn_invariants.invariants.distributed.subjects import REFERENCE_DIST_SUBJECT
 from bn_invariants.invariants.runner import check_case, find_violation, target_for
 from bn_invariants.strategies import BNOptions, Problem
 from bn_invariants.zoo.distributed import DIST_MUTANTS, NoAllReduceBackwardBatchNorm
+from bn_invariants.strategies.profiles import profile
 from tools.kill_matrix import search_settings
 from tests.test_zoo import BATCHNORM2D_SIGNATURE, assert_caught
 
@@ -58,3 +59,14 @@ def test_a_shrunk_failure_reproduces_from_its_printed_case():
         check_case(REGISTRY["distributed-input-gradient"], subject, case)
     assert str(again.value) == str(error)
     check_case(REGISTRY["distributed-input-gradient"], REFERENCE_DIST_SUBJECT, case)
+
+
+@pytest.mark.parametrize("mutant", DIST_MUTANTS, ids=lambda m: m.__name__)
+def test_a_mutant_fails_only_by_violations_never_by_the_harness(mutant):
+    # before the pools kept their groups, mutants written as users write them were
+    # "caught" by timeouts and RankErrors of the harness, not by their defects
+    found = {i.id: search(mutant, i.id, profile("ci", max_examples=6))
+             for i in REGISTRY.values() if i.kind == "distributed"}
+    harness = {i: repr(e)[:300] for i, e in found.items()
+               if e is not None and not isinstance(e, InvariantViolation)}
+    assert not harness, f"{mutant.__name__}: failures of the harness={harness}, but should be none"
