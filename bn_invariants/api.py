@@ -54,7 +54,8 @@ class Report:
     results: list = field(default_factory=list)
     level: str = "range"
     """The least serious level that fails (``check_batch_norm``'s ``level``)."""
-    baseline: set = field(default_factory=set)
+    baseline: object = None
+    """What the baseline recorded (``bn_invariants.defects.Baseline``), or None."""
     coverage: list = field(default_factory=list)
     """One line per device: what the subject accepts, declines and the scope leaves out."""
 
@@ -127,7 +128,7 @@ class Report:
         """Baseline violations that hold now (their invariant and device were checked)."""
         from bn_invariants.defects import fixed_since
         checked = {(r.invariant, r.device) for r in self.results if r.verdict != "skip"}
-        return fixed_since(self.baseline, self.findings, checked)
+        return fixed_since(self.baseline, self.findings, checked) if self.baseline else []
 
     def to_json(self) -> dict:
         """The report as a JSON-ready dict; its ``violated`` results make it a baseline."""
@@ -191,7 +192,7 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     for a subject that cannot be built or accepts no input.
     """
     from bn_invariants import __version__, registry_hash
-    from bn_invariants.defects import load_baseline
+    from bn_invariants.defects import Baseline, load_baseline
     from bn_invariants.invariants import REGISTRY, SubjectError
     from bn_invariants.invariants.causes import check_level
     from bn_invariants.invariants.conventions import Conventions, declare, declared
@@ -212,7 +213,7 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
         raise ValueError(f"replicas={replicas}, but should be at least 1")
     check_level(level)
     scope = parse_dtypes(dtypes, "dtypes")
-    known = load_baseline(baseline) if baseline is not None else set()
+    known = load_baseline(baseline) if baseline is not None else Baseline()
     probed = {device: probe_subject(subject, device, scope) for device in chosen}
     if not any(p.space for p in probed.values()):
         left = sorted({t for p in probed.values() for t in p.left_out})
@@ -258,7 +259,8 @@ class Verdicts:
 
     diagnosis: object
     level: str
-    baseline: set
+    baseline: object
+    """A ``bn_invariants.defects.Baseline``."""
 
 
 def _not_checked(invariant, subject, probed, conventions) -> str:
@@ -271,7 +273,7 @@ def _not_checked(invariant, subject, probed, conventions) -> str:
     return ""
 
 
-def _contract_results(probed, device: str, level: str, baseline: set) -> list:
+def _contract_results(probed, device: str, level: str, baseline) -> list:
     """The batch-normalisation verdict and the construction and output contracts, as the
     plugin's test_contract reports them."""
     from bn_invariants.defects import FAILING, Finding, status_of
@@ -284,7 +286,7 @@ def _contract_results(probed, device: str, level: str, baseline: set) -> list:
             continue
         cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
         finding = Finding(name, device, None, cause, "semantic", message, message)
-        status = status_of(finding.level, finding.key, level, baseline)
+        status = status_of(finding, level, baseline)
         finding = replace(finding, status=status)
         results.append(InvariantResult(name, device, "fail" if status == FAILING else "xfail",
                                        message=message, finding=finding))
@@ -414,8 +416,7 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
     else:
         finding = Finding(name, device, None, "contract", "semantic",
                           "the subject raised on input it accepts elsewhere", message)
-    finding = replace(finding, status=status_of(finding.level, finding.key, verdicts.level,
-                                                verdicts.baseline))
+    finding = replace(finding, status=status_of(finding, verdicts.level, verdicts.baseline))
     verdict = "fail" if finding.status == FAILING else "xfail"
     return InvariantResult(name, device, verdict, ratio, message, reproduction, seconds, finding)
 

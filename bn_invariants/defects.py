@@ -39,8 +39,13 @@ class Finding:
 
     @property
     def key(self) -> tuple:
-        """What a baseline matches on: invariant, device, dtype."""
+        """The violation: invariant, device, dtype."""
         return (self.invariant, self.device, self.dtype)
+
+    @property
+    def defect_key(self) -> tuple:
+        """The defect it belongs to: cause, device, dtype."""
+        return (self.cause, self.device, self.dtype)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -159,11 +164,11 @@ def levels_line(defects) -> str:
     return "; ".join(parts)
 
 
-def status_of(finding_level: str, key: tuple, threshold: str, baseline: set) -> str:
-    """FAILING, KNOWN (its key is in the baseline) or BEYOND_LEVEL (past ``threshold``)."""
-    if key in baseline:
+def status_of(finding: Finding, threshold: str, baseline: "Baseline") -> str:
+    """FAILING, KNOWN (the baseline holds it) or BEYOND_LEVEL (past ``threshold``)."""
+    if baseline.knows(finding):
         return KNOWN
-    if not fails_run(finding_level, threshold):
+    if not fails_run(finding.level, threshold):
         return BEYOND_LEVEL
     return FAILING
 
@@ -172,9 +177,26 @@ class BaselineError(ValueError):
     """A baseline file that cannot be read; the message is one sentence."""
 
 
-def load_baseline(path) -> set:
-    """The violations an earlier report recorded, as (invariant, device, dtype) keys: a
-    ``--bn-report`` (plugin), ``Report.to_json()`` (API) or ``--json`` (CLI) file."""
+@dataclass(frozen=True)
+class Baseline:
+    """What an earlier report recorded: its violations (invariant, device, dtype) and its
+    defects (cause, device, dtype).  A finding is known when either holds it: the same
+    violation, or the same defect met on another invariant (a search of a changed layer
+    reaches a defect through other invariants than before; fixing the defect fixes all)."""
+
+    violations: frozenset = frozenset()
+    defects: frozenset = frozenset()
+
+    def knows(self, finding: Finding) -> bool:
+        return finding.key in self.violations or finding.defect_key in self.defects
+
+    def __bool__(self) -> bool:
+        return bool(self.violations)
+
+
+def load_baseline(path) -> Baseline:
+    """The violations and defects an earlier report recorded: a ``--bn-report`` (plugin),
+    ``Report.to_json()`` (API) or ``--json`` (CLI) file."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -183,12 +205,13 @@ def load_baseline(path) -> set:
     if not isinstance(document, dict) or not isinstance(document.get("results"), list):
         raise BaselineError(f"baseline {path}: not a bn-invariants report (no \"results\" "
                             f"list); write one with --bn-report=PATH")
-    return {(r.get("invariant"), r.get("device"), r.get("dtype"))
-            for r in document["results"] if isinstance(r, dict) and r.get("violated")}
+    violated = [r for r in document["results"] if isinstance(r, dict) and r.get("violated")]
+    return Baseline(frozenset((r.get("invariant"), r.get("device"), r.get("dtype")) for r in violated),
+                    frozenset((r.get("cause"), r.get("device"), r.get("dtype")) for r in violated))
 
 
-def fixed_since(baseline: set, findings, checked: set) -> list:
-    """Baseline keys whose (invariant, device) was checked in this run and holds now."""
+def fixed_since(baseline: Baseline, findings, checked: set) -> list:
+    """Baseline violations whose (invariant, device) was checked in this run and hold now."""
     now = {f.key for f in findings}
-    return sorted((k for k in baseline if k not in now and (k[0], k[1]) in checked),
+    return sorted((k for k in baseline.violations if k not in now and (k[0], k[1]) in checked),
                   key=lambda k: tuple(str(p) for p in k))

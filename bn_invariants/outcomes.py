@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
-from bn_invariants.defects import FAILING, KNOWN, Finding, status_of
+from bn_invariants.defects import FAILING, KNOWN, Baseline, Finding, status_of
 from bn_invariants.replay import compact, replay_line
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
@@ -34,9 +34,9 @@ class Outcomes:
     """Hooks that turn raw results into verdicts, and the counts for the summary."""
 
     def __init__(self, config, reference, strict: bool, *, level: str = "range",
-                 baseline: frozenset = frozenset(), baseline_path=None):
+                 baseline: Baseline = Baseline(), baseline_path=None):
         self.config, self.reference, self.strict = config, reference, strict
-        self.level, self.baseline, self.baseline_path = level, set(baseline), baseline_path
+        self.level, self.baseline, self.baseline_path = level, baseline, baseline_path
         self.inherited, self.failed, self.skips = 0, 0, {}
         self.known, self.beyond = 0, 0
         self.findings: list = []
@@ -120,7 +120,7 @@ class Outcomes:
     def _settle(self, report, finding: Finding, text: str) -> None:
         """Fail ``report`` with ``text``, or make it an xfail when the finding is known in
         the baseline or past --bn-level; keep the finding on the report either way."""
-        status = status_of(finding.level, finding.key, self.level, self.baseline)
+        status = status_of(finding, self.level, self.baseline)
         finding = dataclasses.replace(finding, status=status)
         report.bn_finding = finding.to_json()
         if status == FAILING:

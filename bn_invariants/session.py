@@ -108,12 +108,12 @@ def _scope(config) -> tuple | None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _baseline(config) -> set:
-    """--bn-baseline: the violations an earlier report recorded (empty without one)."""
+def _baseline(config):
+    """--bn-baseline: what an earlier report recorded (empty without one)."""
+    from bn_invariants.defects import Baseline, BaselineError, load_baseline
     path = setting(config, "--bn-baseline")
     if not path:
-        return set()
-    from bn_invariants.defects import BaselineError, load_baseline
+        return Baseline()
     try:
         return load_baseline(path)
     except BaselineError as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from bn_invariants import zoo
 from bn_invariants.attribution import attribute, behaviour
-from bn_invariants.defects import (BEYOND_LEVEL, FAILING, KNOWN, BaselineError, Finding,
+from bn_invariants.defects import (BEYOND_LEVEL, FAILING, KNOWN, Baseline, BaselineError, Finding,
                                    defects_of, fixed_since, levels_line, levels_of,
                                    load_baseline, status_of)
 from bn_invariants.invariants import REGISTRY, InvariantViolation, load_subject
@@ -126,19 +126,23 @@ def test_defects_group_by_cause_most_serious_first():
 
 def test_a_level_fails_the_run_up_to_the_threshold():
     assert [fails_run(level, "precision") for level in LEVELS] == [True, True, False]
-    key = ("output-moments", "cpu", "float32")
-    assert status_of("range", key, "precision", set()) == BEYOND_LEVEL
-    assert status_of("semantic", key, "precision", {key}) == KNOWN
-    assert status_of("semantic", key, "semantic", set()) == FAILING
+    none, mine = Baseline(), finding()
+    assert status_of(finding(level="range"), "precision", none) == BEYOND_LEVEL
+    assert status_of(mine, "precision", Baseline(frozenset({mine.key}))) == KNOWN
+    assert status_of(mine, "semantic", none) == FAILING
+    same_defect = Baseline(frozenset(), frozenset({finding("eps-honoured").defect_key}))
+    assert status_of(mine, "semantic", same_defect) == KNOWN, "the defect is known already"
 
 
 def test_a_report_is_a_baseline(tmp_path):
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"results": [
-        {"invariant": "output-moments", "device": "cpu", "dtype": "float16", "violated": True},
+        {"invariant": "output-moments", "device": "cpu", "dtype": "float16", "violated": True,
+         "cause": "unknown"},
         {"invariant": "shift-invariance", "device": "cpu", "outcome": "pass"}]}))
     known = load_baseline(path)
-    assert known == {("output-moments", "cpu", "float16")}
+    assert known.violations == {("output-moments", "cpu", "float16")}
+    assert known.defects == {("unknown", "cpu", "float16")}
     assert fixed_since(known, [], {("output-moments", "cpu")}) == [("output-moments", "cpu", "float16")]
     assert fixed_since(known, [finding(dtype="float16")], {("output-moments", "cpu")}) == []
     (tmp_path / "bad.json").write_text("[1, 2]")

@@ -478,7 +478,13 @@ def render(root: Path = ROOT) -> dict[str, str]:
     if matrix is not None:
         from tools.kill_matrix import markdown as kill_matrix_page
         pages[KILL_MATRIX] = kill_matrix_page(matrix, load_json(data / "time_to_detect.json"))
+    from tools.causes_table import markdown as causes_page
+    pages[CAUSES_PAGE] = causes_page(load_json(data / "causes.json"))
     return dict(sorted(pages.items()))
+
+
+CAUSES_PAGE = "docs/causes.md"
+"""The causes and the cause named for each mutant (tools/causes_table.py)."""
 
 
 def stale(root: Path = ROOT) -> list[str]:
