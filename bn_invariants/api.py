@@ -106,13 +106,14 @@ class Report:
     def failure_text(self) -> str:
         """The failing invariants, then the defects (one block each, most serious first)
         and the levels that hold."""
-        from bn_invariants.defects import levels_line
         blocks = [f"{len(self.failures)} invariant(s) violated by {self.subject} "
                   f"(bn-invariants {self.version}, registry {self.registry}, "
                   f"torch {self.torch}, profile {self.profile}):"]
         for r in self.failures:
             cause = f" [{r.finding.cause}, {r.finding.level}]" if r.finding else ""
             blocks.append(f"- {r.invariant} on {r.device}{cause}: {r.message}")
+            if r.reproduction:
+                blocks.append(f"  reproduce: {r.reproduction}")
         return "\n".join(blocks + ["", *self.defect_lines()])
 
     def defect_lines(self) -> list:

@@ -155,7 +155,10 @@ def _check(args) -> int:
     for line in report.coverage:
         print(f"coverage on {line}")
     print(report.table())
-    if report.findings:
+    if report.failures:
+        print()
+        print(report.failure_text())
+    elif report.findings:
         print()
         print("\n".join(report.defect_lines()))
     fixed = report.fixed()

@@ -108,15 +108,19 @@ rc=$?
 set -e
 [ "$rc" = 1 ] || { tail -n 40 "$work/plugin_bad.log"; fail "plugin on DetachedBN should exit 1, got $rc"; }
 grep -q "dl/db\[0\]=" "$work/plugin_bad.log" || fail "no dl/db counterexample in the plugin's output"
-# the printed replay, pasted as a user would, must fail the same way
-grep -A3 -m1 "^Replay the check of this case:" "$work/plugin_bad.log" | tail -n 3 | sed 's/^  //' \
-  > "$work/replay.py"
-grep -q "check_case(REGISTRY\['zero-bias-gradient'\]" "$work/replay.py" \
-  || { cat "$work/replay.py"; fail "no replay of zero-bias-gradient in the plugin's output"; }
-if "$py" "$work/replay.py" > "$work/replay.log" 2>&1; then
-  cat "$work/replay.py"; fail "the printed replay ran without the violation"
-fi
-grep -q "InvariantViolation: dl/db\[0\]=" "$work/replay.log" \
+# the defect's replay line, run as a user would, must fail the same way
+grep -q "detached-mean (semantic)" "$work/plugin_bad.log" \
+  || { tail -n 40 "$work/plugin_bad.log"; fail "the plugin did not name the detached-mean defect"; }
+replay=$(grep -m1 -o "replay: bn-invariants replay zero-bias-gradient .*" "$work/plugin_bad.log" \
+  | sed 's/^replay: bn-invariants //')
+[ -n "$replay" ] || { tail -n 40 "$work/plugin_bad.log"; fail "no replay line for zero-bias-gradient"; }
+echo "replay: bn-invariants $replay"
+set +e
+eval "\"$work/venv/bin/bn-invariants\" $replay" > "$work/replay.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || { cat "$work/replay.log"; fail "the printed replay should exit 1, got $rc"; }
+grep -q "dl/db\[0\]=" "$work/replay.log" \
   || { tail -n 20 "$work/replay.log"; fail "the printed replay failed otherwise than the test"; }
 echo "the printed replay, run on its own, fails the same way: $(grep -m1 -o 'dl/db\[0\]=[^,]*' "$work/replay.log")"
 grep -m1 "dl/db\[0\]=" "$work/plugin_bad.log"
