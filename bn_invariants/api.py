@@ -110,8 +110,8 @@ class Report:
                   f"(bn-invariants {self.version}, registry {self.registry}, "
                   f"torch {self.torch}, profile {self.profile}):"]
         for r in self.failures:
-            cause = f" [{r.finding.cause}, {r.finding.level}]" if r.finding else ""
-            blocks.append(f"- {r.invariant} on {r.device}{cause}: {r.message}")
+            cause = f"[{r.finding.cause}, {r.finding.level}] " if r.finding else ""
+            blocks.append(f"- {r.invariant} on {r.device}: {cause}{r.message}")
             if r.reproduction:
                 blocks.append(f"  reproduce: {r.reproduction}")
         return "\n".join(blocks + ["", *self.defect_lines()])
@@ -172,8 +172,8 @@ def check_batch_norm(impl, *, devices: Iterable[str] | None = None,
     ``reference``: a second implementation for the differential invariants (default:
     the float64 oracle).  ``progress(i, n, result)`` is called after each invariant.
     As with the plugin: a subject that does not normalise over the batch gets the one
-    verdict ``batch-normalisation`` (its invariants skip); the construction and output
-    contracts are results too; a violation torch's own batch norm shares (the subject's
+    verdict ``batch-normalisation`` (its invariants skip); a broken construction or output
+    contract is a failed result too; a violation torch's own batch norm shares (the subject's
     values within the tolerance of torch's, on the same case) is a skip whose message
     says so ("inherited from torch: ..."), unless ``strict`` (the plugin's
     ``--bn-strict``); options ``impl`` declines (its constructor or first forward raises
@@ -275,15 +275,14 @@ def _not_checked(invariant, subject, probed, conventions) -> str:
 
 
 def _contract_results(probed, device: str, level: str, baseline) -> list:
-    """The batch-normalisation verdict and the construction and output contracts, as the
-    plugin's test_contract reports them."""
+    """The broken ones of the batch-normalisation verdict and the construction and output
+    contracts, as the plugin's test_contract reports them (a kept contract is not listed)."""
     from bn_invariants.defects import FAILING, Finding, status_of
     from bn_invariants.invariants.conventions import declared
     verdict = probed.diagnosis.verdict(declared()) if probed.diagnosis else ""
     results = []
     for name, message in {"batch-normalisation": verdict, **probed.contract_failures()}.items():
         if not message:
-            results.append(InvariantResult(name, device, "pass"))
             continue
         cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
         finding = Finding(name, device, None, cause, "semantic", message, message)

@@ -103,7 +103,7 @@ def markdown(doc: dict | None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--only", nargs="*", default=None, help="mutant class names")
     args = parser.parse_args(argv)
     import torch
