@@ -11,8 +11,10 @@ Given a violated invariant and its counterexample (a Case), in order:
    quantity names the cause.  A mutant whose bug shows and which the subject does not
    behave like is never named;
 3. a batch of at most one value per channel: ``degenerate-batch``;
-4. a half-precision counterexample that passes in float32: ``low-precision-statistics``
-   (``mixed-precision`` where the violation is about a dtype);
+4. a half-precision counterexample that passes in float32: ``low-precision-statistics``;
+   ``mixed-precision`` where the violation is about a dtype, or where only float32
+   parameters with half-precision input fail (with parameters in the input's dtype the
+   same problem agrees with the reference);
 5. the silent mutant that fails the counterexample on the same quantity most like the
    subject (the nearest reported value); else the most alike matched mutant, though it
    does not fail the case (the subject has its bug);
@@ -34,6 +36,7 @@ import torch
 
 from bn_invariants.defects import Finding
 from bn_invariants.invariants.assertions import InvariantViolation
+from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.causes import CAUSES
 from bn_invariants.invariants.catalogue.magnitudes import exponent_range
 from bn_invariants.invariants.inheritance import quantity
@@ -90,8 +93,12 @@ def _attribute(invariant, subject, case, message, reference) -> Attribution:
                                           f"value(s) per channel, where a batch norm must "
                                           f"raise a clear error or leave its state alone")
     if problem.dtype in HALF and _passes(invariant, subject, case, dtype="float32"):
-        cause = "mixed-precision" if "dtype" in wanted else "low-precision-statistics"
-        return _named(cause, f"fails in {problem.dtype}, but the same case passes in float32")
+        if "dtype" in wanted or _params_alone(invariant, subject, case):
+            return _named("mixed-precision", f"fails in {problem.dtype} with float32 "
+                                             f"parameters, but passes in float32, and in "
+                                             f"{problem.dtype} with {problem.dtype} parameters")
+        return _named("low-precision-statistics", f"fails in {problem.dtype}, but the same "
+                                                  f"case passes in float32")
     alike = zoo.silent_alike(wanted, _reported_value(message))
     if alike is not None:
         mutant, cause = alike
@@ -316,6 +323,15 @@ def _tamed(case):
         lo, hi = exponent_range(problem.dtype, problem.reduction_length)
         params = replace(params, position=-lo / (hi - lo), spread=0)
     return replace(case, problem=problem, params=params)
+
+
+def _params_alone(invariant, subject, case) -> bool:
+    """Whether a mixed-precision failure is about the float32 parameters alone: the same
+    problem with parameters in the input's dtype agrees with the float64 reference."""
+    if invariant.id != "mixed-precision":
+        return False
+    from bn_invariants.invariants import REGISTRY
+    return _passes(REGISTRY["agrees-with-reference"], subject, Case(case.problem))
 
 
 def _passes(invariant, subject, case, *, dtype=None, tame=False, short=False) -> bool:

@@ -110,11 +110,6 @@ _CAUSES = (
           "mis-weights part of each channel's values.",
           "Weight each chunk by its count when merging (Chan et al.'s update) and test the "
           "path at lengths past every switch and index width."),
-    Cause("mixed-precision", "precision",
-          "Half-precision input with float32 parameters comes back in the wrong dtype, or "
-          "its parameters are rounded to half precision.",
-          "Keep γ and β in their own dtype, compute in float32 and return the input's "
-          "dtype, as torch does."),
     Cause("naive-variance", "precision",
           "The variance is computed as E[x²] − E[x]², which cancels catastrophically when "
           "|mean| ≫ std: wrong, zero or negative.",
@@ -124,6 +119,11 @@ _CAUSES = (
           "(x − μ)² overflows float16 past |x − μ| = 256, and sums lose bits.",
           "Compute the statistics (and x̂) in float32 for half-precision input, e.g. "
           "x.float(), and cast the output back to the input's dtype."),
+    Cause("mixed-precision", "precision",
+          "Half-precision input with float32 parameters comes back in the wrong dtype, or "
+          "its parameters are rounded to half precision.",
+          "Keep γ and β in their own dtype, compute in float32 and return the input's "
+          "dtype, as torch does."),
     Cause("extreme-range", "range",
           "Intermediates overflow or underflow near the dtype's limits (huge or tiny "
           "values, a tiny eps), though the mathematics is right.",
