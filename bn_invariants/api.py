@@ -409,8 +409,9 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
             return InvariantResult(name, device, "skip", message=torch_too,
                                    reproduction=reproduction, seconds=seconds)
     shrunk = _RATIO.search(message)
-    if shrunk:  # the shrunk counterexample's ratio, not the worst seen while searching
-        ratio = float(shrunk.group(1))
+    # the shrunk counterexample's ratio, not the worst seen while searching; none where the
+    # violation compares no value with a tolerance (a NaN, a dtype, an exception)
+    ratio = float(shrunk.group(1)) if shrunk else None
     if isinstance(error, InvariantViolation):
         finding = finding_of(target, error, verdicts.diagnosis, reference)
     else:

@@ -115,8 +115,9 @@ _CAUSES = (
           "|mean| ≫ std: wrong, zero or negative.",
           "Use the two-pass variance mean((x − mean)²), or Welford's / Chan's update."),
     Cause("low-precision-statistics", "precision",
-          "Statistics of float16/bfloat16 input are computed in the input's dtype: "
-          "(x − μ)² overflows float16 past |x − μ| = 256, and sums lose bits.",
+          "Statistics (or other intermediates) of float16/bfloat16 input are computed in the "
+          "input's dtype: (x − μ)² overflows float16 past |x − μ| = 256, sums lose bits, and "
+          "a folded scale and shift can overflow.",
           "Compute the statistics (and x̂) in float32 for half-precision input, e.g. "
           "x.float(), and cast the output back to the input's dtype."),
     Cause("mixed-precision", "precision",

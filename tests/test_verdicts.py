@@ -108,3 +108,11 @@ def test_the_plugin_the_api_and_the_cli_give_one_verdict(spec, tmp_path, capsys)
     assert by_cli == by_plugin and code == (1 if by_plugin else 0) == plugin.returncode, (
         f"CLI failed {by_cli} (exit {code}), the plugin {by_plugin} (exit {plugin.returncode})")
     assert [d["cause"] for d in document["defects"]] == by_plugin_causes
+
+
+def test_an_option_of_the_plugin_without_a_subject_is_an_error(tmp_path):
+    """From another project, ``pytest --bn-device=cuda`` alone would check nothing."""
+    (tmp_path / "test_own.py").write_text("def test_own():\n    pass\n")
+    result = run_plugin(tmp_path, "--bn-device=cpu", timeout=120)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "--bn-device has nothing to apply to: name the batch norm" in result.stderr

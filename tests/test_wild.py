@@ -199,7 +199,7 @@ def test_bn_impl_runs_only_the_invariants_and_ids_work_with_k():
 
 def test_a_printed_reproduction_fails_on_its_own_the_same_way(tmp_path):
     report = tmp_path / "report.json"
-    result = run_pytest("bn_invariants/invariant_tests.py", f"--bn-report={report}",
+    result = run_pytest("bn_invariants/invariant_tests.py", f"--bn-report={report}", "-vv",
                         "--bn-impl=bn_invariants.zoo.numerics:EpsOutsideSqrtBatchNorm",
                         "-k", "agrees-with-reference or contract")
     assert result.returncode == 1, result.stdout[-3000:]
@@ -287,7 +287,7 @@ def test_a_convention_is_suggested_and_then_declared(flags, code, line):
 
 def test_a_frozen_batch_norm_passes_declared_and_gets_the_flag_suggested_otherwise():
     declared = run_pytest(f"--bn-impl={WILD}.frozen:frozen_batch_norm", "--bn-frozen",
-                          "-k", "eval or output-moments")
+                          "--bn-dtypes=float32,float64", "-k", "eval or output-moments")
     assert declared.returncode == 0, declared.stdout[-3000:]
     assert "does not apply to an eval-only batch norm (--bn-frozen)" in declared.stdout
     undeclared = run_pytest(f"--bn-impl={WILD}.frozen:frozen_batch_norm",
