@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import os
 import re
 import shlex
 import site
@@ -238,7 +239,7 @@ def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: 
             digest.update(k.encode() + v.double().numpy().tobytes())
         name = f"{digest.hexdigest()[:12]}.pt"
         _make(directory)
-        torch.save(saved, directory / name)
+        _atomically(directory / name, lambda tmp: torch.save(saved, tmp))
         at = lines.index(f"import {module_name}") + 1
         lines[at:at] = ["", f"saved = torch.load(Path(__file__).with_name({name!r}))"]
     return "\n".join(lines) + "\n"
@@ -291,8 +292,16 @@ def write(invariant_id: str, text: str, directory: Path = SAVE_DIR) -> Path:
     _make(directory)
     path = directory / f"{invariant_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.py"
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        _atomically(path, lambda tmp: tmp.write_text(text))
     return path.absolute()
+
+
+def _atomically(path: Path, save) -> None:
+    """``save(temporary)``, then the temporary file renamed to ``path``: workers of a
+    parallel run (``pytest -n``) writing the same reproduction never leave half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save(temporary)
+    os.replace(temporary, path)
 
 
 def command(path: Path) -> str:
