@@ -6,12 +6,24 @@ its constructor call, its state before each forward pass (parameters, buffers an
 tensor attributes) and each input, bit for bit.  The forward pass whose output breaks
 the reported bound against a plain float64 batch norm is written out; small tensors
 inline as exact hexadecimal floats, larger ones in a ``torch.save`` file next to it.
+
+The script is always written to ``bn-invariants-repro/`` (under the current directory,
+which holds a ``.gitignore`` of its own), named by the invariant and a hash of the text,
+and runs from anywhere: it puts the folder its subject's package was imported from on
+``sys.path`` and loads its tensors from beside itself, so a report prints one line,
+``python bn-invariants-repro/<name>.py`` (``reproduction_file``).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
+import os
 import re
+import shlex
+import site
+import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +34,9 @@ from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 INLINE_LIMIT = 48
 """Tensors with more elements than this go to a saved file."""
 SAVE_DIR = Path("bn-invariants-repro")
+"""Where reproductions are written, relative to the current directory."""
+GITIGNORE = "# Written by bn-invariants: failures' reproductions, each runnable on its own.\n*\n"
+"""The folder's own .gitignore, so that ``git add -A`` leaves it out (as .pytest_cache does)."""
 
 _VIOLATION = re.compile(r"^(?P<what>[^\[]+)\[(?P<index>[0-9, ]*)\]=(?P<got>\S+), but should be "
                         r"(?P<expected>\S+) ± (?P<tol>[0-9.e+-]+)")
@@ -152,9 +167,12 @@ def find_call(log: list, message: str):
     return None
 
 
-def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: str) -> str:
+def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: str,
+           directory: Path = SAVE_DIR) -> str:
     """The reproduction's text: the forward pass, and for a dl/dx violation the backward
-    pass of the recorded upstream gradient, against float64 autograd of batch_norm64."""
+    pass of the recorded upstream gradient, against float64 autograd of batch_norm64.
+    Tensors too large to inline are saved in ``directory``, where the script must be
+    written: it loads them from beside itself."""
     gradient = what.startswith("dl/dx")
     saved, lines = {}, []
 
@@ -172,7 +190,12 @@ def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: 
     x = call.input
     state_lines = [f'    "{k}": {literal(k, v)},' for k, v in call.state.items()]
     lines += [
+        "import sys",
+        "from pathlib import Path",
+        "",
         "import torch",
+        "",
+        *_path_lines(module_name),
         f"import {module_name}",
         "",
         'def exact(hexes, shape, dtype):',
@@ -214,11 +237,82 @@ def script(spec: str, built: Built, call: Call, index: tuple, tol: float, what: 
         digest = hashlib.sha256()
         for k, v in sorted(saved.items()):
             digest.update(k.encode() + v.double().numpy().tobytes())
-        path = SAVE_DIR / f"{digest.hexdigest()[:12]}.pt"
-        path.parent.mkdir(exist_ok=True)
-        torch.save(saved, path)
-        lines.insert(2, f"saved = torch.load({str(path.resolve())!r})")
-    return "\n".join(lines)
+        name = f"{digest.hexdigest()[:12]}.pt"
+        _make(directory)
+        _atomically(directory / name, lambda tmp: torch.save(saved, tmp))
+        at = lines.index(f"import {module_name}") + 1
+        lines[at:at] = ["", f"saved = torch.load(Path(__file__).with_name({name!r}))"]
+    return "\n".join(lines) + "\n"
+
+
+def import_root(module_name: str) -> Path | None:
+    """The folder that ``module_name``'s top-level package (or module) was imported from,
+    which must be on ``sys.path`` to import it again; None for one that Python finds on
+    its own (the standard library, site-packages) or one with no file."""
+    top = module_name.split(".")[0]
+    try:
+        module = sys.modules.get(top) or importlib.import_module(top)
+    except Exception:  # noqa: BLE001  (the script will say so when it is run)
+        return None
+    package = list(getattr(module, "__path__", None) or [])
+    where = package[0] if package else getattr(module, "__file__", None)
+    if not where:
+        return None
+    root = Path(where).resolve().parent
+    installed = {*sysconfig.get_paths().values(), *site.getsitepackages(), site.getusersitepackages()}
+    if any(root == Path(p).resolve() for p in installed if p):
+        return None
+    return root
+
+
+def _path_lines(module_name: str) -> list:
+    """The script's lines that make ``module_name`` importable from any directory: the
+    folder it was imported from, then, should that be gone, the folder that holds the
+    script's own folder (the directory the run was started in)."""
+    root = import_root(module_name)
+    if root is None:
+        return []
+    top = module_name.split(".")[0]
+    return [f"sys.path.insert(0, {str(root)!r})  # where {top} was imported from",
+            "sys.path.append(str(Path(__file__).resolve().parent.parent))  # the run's directory",
+            ""]
+
+
+def _make(directory: Path) -> None:
+    """``directory``, with a .gitignore that keeps it out of the user's commits."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(GITIGNORE)
+
+
+def write(invariant_id: str, text: str, directory: Path = SAVE_DIR) -> Path:
+    """The reproduction ``text`` written to ``directory`` as ``<invariant>-<hash>.py``
+    (its absolute path): the same failure gets the same file."""
+    _make(directory)
+    path = directory / f"{invariant_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.py"
+    if not path.exists() or path.read_text() != text:
+        _atomically(path, lambda tmp: tmp.write_text(text))
+    return path.absolute()
+
+
+def _atomically(path: Path, save) -> None:
+    """``save(temporary)``, then the temporary file renamed to ``path``: workers of a
+    parallel run (``pytest -n``) writing the same reproduction never leave half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save(temporary)
+    os.replace(temporary, path)
+
+
+def command(path: Path) -> str:
+    """The shell line that runs the script at ``path``: relative to the current directory
+    when it lies under it, absolute otherwise."""
+    path = Path(path).absolute()
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    return f"python {shlex.quote(shown.as_posix())}"
 
 
 def _layout(x: torch.Tensor) -> str:
@@ -236,10 +330,11 @@ def _py(value) -> str:
     return repr(value)
 
 
-def reproduce(invariant, subject: Subject, case, message: str,
-              reference: Subject = REFERENCE_SUBJECT) -> str:
-    """The reproduction of ``message`` (a violation of ``invariant`` by ``subject`` on
-    ``case``), or '' when it is not a forward output out of bounds."""
+def _build(invariant, subject: Subject, case, message: str, reference: Subject,
+           directory: Path) -> tuple:
+    """(path, text): the reproduction written to ``directory`` and its text; (None, '')
+    when the violation is not an output or dl/dx out of bounds, (None, a sentence) when
+    building it raised."""
     from bn_invariants.invariants.runner import check_case
     log: list = []
     try:
@@ -249,9 +344,29 @@ def reproduce(invariant, subject: Subject, case, message: str,
     try:
         found = find_call(log, message)
         if found is None:
-            return ""
+            return None, ""
         built, call, index, tol = found
-        return script(subject.spec, built, call, index, tol, _VIOLATION.match(message)["what"])
+        text = script(subject.spec, built, call, index, tol, _VIOLATION.match(message)["what"],
+                      directory)
+        return write(invariant.id, text, directory), text
     except Exception as exc:  # noqa: BLE001  (the violation stands; only its script is lost)
-        return (f"(no stand-alone reproduction: building it raised {type(exc).__name__}: "
-                f"{exc}; a bug in the suite, the replay above still holds)")
+        return None, (f"(no stand-alone reproduction: building it raised {type(exc).__name__}: "
+                      f"{exc}; a bug in the suite, the replay above still holds)")
+
+
+def reproduce(invariant, subject: Subject, case, message: str,
+              reference: Subject = REFERENCE_SUBJECT, directory: Path = SAVE_DIR) -> str:
+    """The reproduction of ``message`` (a violation of ``invariant`` by ``subject`` on
+    ``case``), also written to ``directory``; '' when it is not a forward output or dl/dx
+    out of bounds."""
+    return _build(invariant, subject, case, message, reference, Path(directory))[1]
+
+
+def reproduction_file(invariant, subject: Subject, case, message: str,
+                      reference: Subject = REFERENCE_SUBJECT,
+                      directory: Path = SAVE_DIR) -> tuple:
+    """(path, line): the reproduction of ``message`` written to ``directory`` and the one
+    shell line that runs it, ``python bn-invariants-repro/<invariant>-<hash>.py``;
+    (None, '') when there is none, (None, a sentence) when building it raised."""
+    path, text = _build(invariant, subject, case, message, reference, Path(directory))
+    return (path, command(path)) if path is not None else (None, text)

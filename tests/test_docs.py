@@ -175,3 +175,36 @@ def test_a_recorded_cuda_failure_reads_as_a_known_deviation_and_a_poisoned_one_a
     assert gen_docs.cuda_status("output-moments", DEVIATIONS, cuda) == "fail"
     assert gen_docs.failure_summary("  | first\n  | second\nReproduce it:\nimport torch") \
         == "first second"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``pkg.module.Name`` (or a ``.py`` path under the repository) exists."""
+    import importlib
+    from pathlib import Path
+    if dotted.endswith(".py"):
+        return (Path(__file__).resolve().parent.parent / dotted).exists()
+    parts = dotted.split(".")
+    if parts[0] == "invariants":  # the folder is the package bn_invariants.invariants
+        parts.insert(0, "bn_invariants")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(target, name):
+                return False
+            target = getattr(target, name)
+        return True
+    return False
+
+
+def test_the_explainer_names_only_code_that_exists():
+    """A new user looked for `invariants.naive.NaiveCenteringBatchNorm`: the naive rules
+    live in the zoo (issue 19)."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "explainer.md").read_text()
+    names = set(re.findall(r"`((?:bn_)?invariants\.[\w.]+|(?:invariants|tools)/[\w/]+\.py)`", text))
+    missing = sorted(n for n in names if not _resolves(n))
+    assert names and not missing, (f"explainer names={missing}, but should name code "
+                                   f"that exists in bn_invariants or tools")
