@@ -36,6 +36,9 @@ class Finding:
     replay: str = ""
     """One line that replays the counterexample."""
     status: str = FAILING
+    script: str = ""
+    """One line that runs its stand-alone reproduction (a script written to
+    bn-invariants-repro/, for an output or dl/dx out of bounds), else ''."""
 
     @property
     def key(self) -> tuple:
@@ -83,7 +86,7 @@ class Defect:
         return {"cause": self.cause, "level": self.level, "invariants": self.invariants,
                 "dtypes": self.dtypes, "summary": cause.summary, "fix": cause.fix,
                 "evidence": example.evidence, "counterexample": example.message,
-                "replay": example.replay,
+                "replay": example.replay, "script": example.script,
                 "status": FAILING if self.failing else example.status}
 
     def block(self, width: int = 100) -> list:
@@ -102,6 +105,8 @@ class Defect:
                         f"{_clip(_without_subject(example.message), 2 * width)}", width)]
         if example.replay:
             lines.append(f"replay: {example.replay}")
+        if example.script.startswith("python "):
+            lines.append(f"stand-alone: {example.script}")
         return lines
 
 

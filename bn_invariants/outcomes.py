@@ -16,7 +16,7 @@ from bn_invariants.replay import compact, replay_line
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
 from bn_invariants.invariants.inheritance import inherited
-from bn_invariants.invariants.reproduction import reproduce
+from bn_invariants.invariants.reproduction import reproduce, reproduction_file
 
 INHERITED = "inherited from torch"
 KNOWN_PREFIX = "known (in the baseline)"
@@ -101,11 +101,18 @@ class Outcomes:
         self._settle(report, finding, text)
 
     def _finding(self, target, violation) -> Finding:
-        """The violation as a Finding, with its likely cause."""
+        """The violation as a Finding, with its likely cause and its stand-alone
+        reproduction written to bn-invariants-repro/ (where there is one)."""
         from bn_invariants.attribution import finding_of
         from bn_invariants.session import PROBED
         probed = self.config.stash[PROBED].get((target.subject.name, target.space.device))
-        return finding_of(target, violation, getattr(probed, "diagnosis", None), self.reference)
+        found = finding_of(target, violation, getattr(probed, "diagnosis", None), self.reference)
+        case = getattr(violation, "reproduction", None)
+        if case is None:
+            return found
+        _, line = reproduction_file(target.invariant, target.subject, case, str(violation),
+                                    self.reference)
+        return dataclasses.replace(found, script=line)
 
     def _judge_contract(self, report, contract) -> None:
         name, subject, device, message = contract

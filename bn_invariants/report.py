@@ -13,11 +13,12 @@ Writes one JSON document when the session ends:
                   # a violation (failing, known in the baseline, or past --bn-level):
                   "violated": true, "cause": id, "level": "semantic" | "precision" | "range",
                   "dtype": the counterexample's dtype, "status": "fail" | "known" | "beyond-level",
-                  "evidence": str, "replay": str}],
+                  "evidence": str, "replay": str,
+                  "script": "python bn-invariants-repro/<name>.py" | ""}],
      # a failure's reason is its report: the violation, its cause and level
      "level": "range",  # --bn-level: the least serious level that fails the run
      "defects": [{"cause", "level", "invariants", "dtypes", "summary", "fix", "evidence",
-                  "counterexample", "replay", "status"}, ...],  # most serious first
+                  "counterexample", "replay", "script", "status"}, ...],  # most serious first
      "levels": {"semantic": "holds" | "fails", "precision": ..., "range": ...},
      "baseline": {"path": str, "known": n, "fixed": [[invariant, device, dtype], ...]} | null,
      "summary": {"pass": n, "fail": n, ...}}
@@ -123,7 +124,7 @@ class BatchNormReport:
         terminalreporter.write_line(f"batch-norm report written to {self.path}")
 
 
-FINDING_FIELDS = ("cause", "level", "dtype", "status", "evidence", "replay")
+FINDING_FIELDS = ("cause", "level", "dtype", "status", "evidence", "replay", "script")
 """What a result takes from its Finding (bn_invariants.defects)."""
 DESCRIBED = "bn_invariant"
 """The user property that carries a test's description (``describe_item``)."""

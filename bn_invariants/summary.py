@@ -64,6 +64,11 @@ def write_defects(tr, outcomes) -> None:
             for j, line in enumerate(defect.block()):
                 tr.write_line(f"{i}. {line}" if j == 0 else f"   {line}")
     tr.write_line(f"levels: {levels_line(defects)}")
+    scripts = sorted({f.script for f in outcomes.findings if f.script.startswith("python ")})
+    if scripts:
+        folder = scripts[0].split()[1].rpartition("/")[0] or "."
+        tr.write_line(f"{len(scripts)} stand-alone reproduction(s) written to {folder}/ "
+                      f"(it ignores itself in git; add it to .gitignore to be sure)")
     fixed = fixed_since(outcomes.baseline, outcomes.findings, outcomes.checked)
     if fixed:
         shown = ", ".join(f"{inv} on {device}" + (f" in {dtype}" if dtype else "")
