@@ -11,7 +11,9 @@ pools never share a port or a file.
 
 Nothing hangs, and nothing slow is taken for a hang (``watch.py``): while a pending rank
 computes, the pool waits; once every pending rank sits idle in a collective that cannot
-complete, the request ends in a WorkerHang naming each rank's collective and call site.
+complete (another rank answered, or they wait at different collectives, or all at the
+same one for SAME_SPOT_LOOKS looks), the request ends in a WorkerHang naming each rank's
+collective and call site.
 The timeout is the last resort: ``timeout_s`` seconds in which no pending rank made any
 progress.  A rank that raises, a worker that dies, a hang and a timeout each end the
 request with a one-line PoolError and stop that pool (the next request for W starts a
@@ -35,6 +37,10 @@ START_TIMEOUT_S = 180.0
 HANG_S = 5.0
 """Seconds every pending rank must sit idle in a collective before it counts as a hang
 (at most half the timeout)."""
+SAME_SPOT_LOOKS = 3
+"""Looks (HANG_S apart) finding every rank idle in the same collective before that too
+counts as a hang: a collective every rank is in completes in milliseconds, so they are
+at different calls of it (one rank ran one more)."""
 POLL_S = 0.5
 """Seconds between two looks at the pending ranks."""
 MAX_WORLD = 4
@@ -121,6 +127,7 @@ class WorkerPool:
         pending = {conn: rank for rank, conn in enumerate(self.conns)}
         ticks = {rank: cpu_ticks(p.pid) for rank, p in enumerate(self.processes)}
         progress = idle_since = time.monotonic()
+        looks = 0  # consecutive looks finding every pending rank idle in a collective
         while pending:
             ready = multiprocessing.connection.wait(list(pending), POLL_S)
             for conn in ready:
@@ -146,9 +153,12 @@ class WorkerPool:
                 raise RankError(f"{what}: {_raised(errors)}")
             if pending and now - idle_since >= min(HANG_S, timeout_s / 2):
                 places = self._where(sorted(pending.values()))
-                if is_hang(places, set(answers) | set(errors)):
+                waiting = all(p is not None and p["collective"] for p in places.values())
+                looks = looks + 1 if waiting else 0
+                if is_hang(places, set(answers) | set(errors)) or looks >= SAME_SPOT_LOOKS:
                     self.stop()
-                    raise WorkerHang(f"{what}: a collective not every rank reached: "
+                    raise WorkerHang(f"{what}: a collective not every rank reached (idle in "
+                                     f"it for {now - progress:.0f} s): "
                                      f"{_places(places, answers)}; the worker pool was stopped")
                 idle_since = now  # look again after another HANG_S
             if pending and now - progress >= timeout_s:

@@ -28,12 +28,21 @@ class DistProbed:
 
     space: DistSpace
     capabilities: Capabilities
+    refused: tuple = ()
+    """The (dtype, tensor rank) pairs whose forward pass raised: never drawn."""
 
     def coverage_line(self) -> str:
         """What the subject takes, then what it refuses and declines."""
         parts = [describe(self.space)]
-        if self.space.refusal:
-            parts.append(f"refuses the other ranks ({self.space.refusal})")
+        if self.refused:
+            per_dtype = {}
+            for dtype, rank in self.refused:
+                per_dtype.setdefault(dtype, []).append(str(rank))
+            if len({tuple(r) for r in per_dtype.values()}) == 1:
+                what = f"ranks {', '.join(next(iter(per_dtype.values())))}"
+            else:
+                what = "; ".join(f"{d} ranks {', '.join(r)}" for d, r in per_dtype.items())
+            parts.append(f"refuses {what} ({self.space.refusal})")
         if self.capabilities.declined:
             parts.append(self.capabilities.describe())
         return "; ".join(parts)
@@ -71,7 +80,8 @@ def probe(subject) -> DistProbed:
     declined = {name: next((a["declined"][name] for a in answers if a["declined"].get(name)), "")
                 for name in answers[0]["declined"]}
     _check_shapes(subject, space)
-    return DistProbed(space, Capabilities({k: v for k, v in declined.items() if v}))
+    return DistProbed(space, Capabilities({k: v for k, v in declined.items() if v}),
+                      tuple(key for key, why in refused.items() if why))
 
 
 def _check_shapes(subject, space: DistSpace) -> None:

@@ -12,11 +12,15 @@ Every message is a tuple on one pipe:
 * ``("stop",)``: leave.
 
 A second pipe answers where the main thread stands (``watch.answer_where``).
+A worker's stderr is the terminal, outside pytest's capture: deprecation warnings (say,
+of torch.distributed.nn.functional) would print once per rank and pool, so they are
+ignored here.
 """
 from __future__ import annotations
 
 import os
 import traceback
+import warnings
 from datetime import timedelta
 
 from bn_invariants.invariants.distributed.watch import answer_where, short_path
@@ -50,6 +54,8 @@ def serve(rank: int, world: int, conn, watch_conn, store: str, backend: str,
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.simplefilter("ignore", category)
     if backend == "nccl":
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
