@@ -41,10 +41,10 @@ def targets(spec: str) -> list:
             for i in DISTRIBUTED]
 
 
-def search(target, examples: int, seen: list) -> None:
-    """``examples`` derandomized examples of ``target``, each case appended to ``seen``
-    with its time (the first failure propagates)."""
-    @profile("ci", max_examples=examples)
+def search(target, examples: int, seen: list, name: str = "ci") -> None:
+    """``examples`` examples of ``target`` under profile ``name`` (derandomized under
+    ``ci``), each case appended to ``seen`` with its time (the first failure propagates)."""
+    @profile(name, max_examples=examples)
     @given(case=target.cases())
     def run(case):
         start = time.monotonic()
@@ -119,15 +119,20 @@ def test_dist_impl_in_the_suites_checkout_collects_only_the_distributed_invarian
     assert all(t.startswith("bn_invariants/distributed_tests.py::") for t in tests), tests
 
 
-def soak(examples: int, spec: str = FUNCTIONAL) -> int:
-    """``examples`` examples of ``spec`` spread over the distributed invariants, one line
-    each (invariant, W, slices, seconds); the number of pool errors (timeouts, hangs)."""
+def test_a_soak_of_200_examples_has_no_timeout():
+    assert soak(200, name="ci") == 0
+
+
+def soak(examples: int, spec: str = FUNCTIONAL, name: str = "ci-seeded") -> int:
+    """``examples`` examples of ``spec`` under profile ``name``, spread over the
+    distributed invariants, one line each (invariant, W, slices, seconds); the number of
+    pool errors (timeouts, hangs, raising ranks, crashes)."""
     seen, errors, per = [], 0, -(-examples // len(DISTRIBUTED))
     start = time.monotonic()
     for target in targets(spec):
         before = len(seen)
         try:
-            search(target, per, seen)
+            search(target, per, seen, name)
         except PoolError as exc:
             errors += 1
             print(f"{target.invariant.id}: {type(exc).__name__}: {exc}", flush=True)

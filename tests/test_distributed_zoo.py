@@ -1,7 +1,8 @@
 """The distributed family catches the distributed zoo: each mutant of
 bn_invariants/zoo/distributed.py fails the invariants it declares in CAUGHT_BY, with
-the ``ci`` search (derandomized, 30 examples, no shrinking) on W gloo workers; and a
-shrunk failure reproduces from its printed case."""
+the ``ci`` search (derandomized, 30 examples, no shrinking) on W gloo workers, and fails
+no invariant by a failure of the harness; and a shrunk failure reproduces from its
+printed case."""
 from __future__ import annotations
 
 import inspect
