@@ -86,11 +86,12 @@ def report_header(config) -> str:
     """The header's lines: the distributed subjects, the timeout, the example count, and
     what each subject takes, found by probing."""
     names = ", ".join(str(s) for s in config.stash[DIST_SUBJECTS])
-    return "\n".join([f"distributed subjects: {names}; last-resort timeout {TIMEOUT['seconds']:g} s "
-            f"without progress; {distributed_examples()} examples per distributed test",
-            "distributed coverage (what each subject takes on 2 ranks, found by probing):",
-            *(f"  {name}: {probed.coverage_line()}"
-              for name, probed in config.stash[DIST_PROBED].items())])
+    lines = [f"distributed subjects: {names}; last-resort timeout {TIMEOUT['seconds']:g} s "
+             f"without progress; {distributed_examples()} examples per distributed test",
+             "distributed coverage (what each subject takes on 2 ranks, found by probing):"]
+    lines += [f"  {name}: {probed.coverage_line()}"
+              for name, probed in config.stash[DIST_PROBED].items()]
+    return "\n".join(lines)
 
 
 def parametrize(metafunc) -> None:
@@ -126,6 +127,7 @@ class Replays:
         found = [e for e in leaves(call.excinfo.value) if hasattr(e, "reproduction")]
         if found:
             report.longrepr = "\n\n".join(replay_block(target, e) for e in found)
+            report.bn_reason = report.longrepr  # the JSON report's reason, as for the others
 
 
 def replay_block(target, failure) -> str:

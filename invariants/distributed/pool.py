@@ -230,7 +230,8 @@ def _places(places: dict, answers: dict) -> str:
 _POOLS: dict = {}
 
 
-def shared_pool(backend: str = "gloo", world: int = 2, timeout_s: float | None = None) -> WorkerPool:
+def shared_pool(backend: str = "gloo", world: int = 2,
+                timeout_s: float | None = None) -> WorkerPool:
     """The process-wide pool of ``world`` ranks for ``backend`` (created on first use,
     stopped at exit); ``timeout_s`` replaces its timeout when given."""
     if not 1 <= world <= MAX_WORLD:
