@@ -12,14 +12,13 @@ from functools import lru_cache
 import torch
 import torch.distributed as dist
 
-from bn_invariants.invariants.capabilities import DECLINES, OPTION_VARIANTS, declined_option
+from bn_invariants.invariants.capabilities import (DECLINES, OPTION_VARIANTS, PROBE_CHANNELS,
+                                                   declined_option)
 from bn_invariants.invariants.params import Params
 from bn_invariants.invariants.reference import as64
 from bn_invariants.invariants.step import bias_gradient_of, build, set_running_stats, shifted_leaf
 from bn_invariants.invariants.subjects import SubjectError, load_subject
 from bn_invariants.strategies import RANKS, BNOptions, Problem, torch_dtype
-
-PROBE_CHANNELS = 3
 
 
 @dataclass(frozen=True)
