@@ -12,7 +12,7 @@ from bn_invariants.invariants.distributed.pool import (RankError, WorkerCrash, W
 from bn_invariants.invariants.distributed.tasks import RankRequest, bias_descent
 from bn_invariants.invariants.params import Params
 from bn_invariants.strategies import Problem
-from tests.fixtures import bad_dist_impls as tasks
+from tests.fixtures import bad_dist_impls as tasks, dist_tasks
 
 TIMEOUT_S = 4.0
 HANG_LINE = 38  # tests/fixtures/bad_dist_impls.py: rank 0's lone all_reduce
@@ -36,7 +36,7 @@ def test_a_group_bound_once_stays_valid_across_world_sizes():
     # the harness once destroyed the group when W changed: a group bound at first use
     # (as a module-level dist.group.WORLD is) then failed or hung
     for world in (2, 3, 2, 4, 3, 2):
-        assert shared_pool("gloo", world).run(tasks.bound_group_sum, [1] * world) == \
+        assert shared_pool("gloo", world).run(dist_tasks.bound_group_sum, [1] * world) == \
             [float(world)] * world
 
 
@@ -61,15 +61,15 @@ def test_a_hang_is_named_by_its_collective_before_the_timeout(monkeypatch):
 
 
 def test_a_rank_computing_past_the_timeout_is_not_a_hang(pool):
-    assert pool.run(tasks.compute_for, [TIMEOUT_S + 2] * 2) == [1.0, 1.0]
+    assert pool.run(dist_tasks.compute_for, [TIMEOUT_S + 2] * 2) == [1.0, 1.0]
 
 
 def test_the_timeout_is_the_last_resort_for_a_rank_making_no_progress(pool):
     with pytest.raises(WorkerTimeout) as info:
-        pool.run(tasks.sleep_on_rank_zero, [TIMEOUT_S + 30] * 2)
+        pool.run(dist_tasks.sleep_on_rank_zero, [TIMEOUT_S + 30] * 2)
     assert str(info.value).startswith(
         "sleep_on_rank_zero on 2 ranks: rank 0 made no progress (no answer, no computation) "
-        "for 4 s: rank 0 is at tests/fixtures/bad_dist_impls.py:"), str(info.value)
+        "for 4 s: rank 0 is at tests/fixtures/dist_tasks.py:"), str(info.value)
     assert str(info.value).endswith("rank 1 had answered; the worker pool was stopped")
     assert pool.run(tasks.rank_sum, [1, 1]) == [2.0, 2.0]
 
