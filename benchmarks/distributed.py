@@ -5,8 +5,8 @@
 Each distributed invariant is paired with its single-process counterpart, both run
 against the float64-formula reference of their kind (the all-reduce reference on W
 gloo workers; the float64 reference in this process), over the same number of
-derandomized Hypothesis examples.  The worker pool is started before timing (its start
-is printed on its own): a pytest run pays it once per xdist worker.  Figures are
+derandomized Hypothesis examples.  The worker pools (one per W) are started before timing
+(their start is printed on its own): a pytest run pays it once per xdist worker.  Figures are
 printed, never asserted.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from benchmarks.throughput import invariant_rate
 from bn_invariants import invariants
 from bn_invariants.invariants.coverage import probe
-from bn_invariants.invariants.distributed.pool import shared_pool
-from bn_invariants.invariants.distributed.subjects import REFERENCE_DIST_SUBJECT
+from bn_invariants.invariants.distributed.pool import shared_pool, stop_pools
+from bn_invariants.invariants.distributed.subjects import REFERENCE_DIST_SUBJECT, WORLDS
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
 
@@ -43,12 +43,13 @@ def main(argv=None):
                         help="measure only these distributed invariant ids (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    pool = shared_pool(REFERENCE_DIST_SUBJECT.backend)
+    pools = [shared_pool(REFERENCE_DIST_SUBJECT.backend, world) for world in WORLDS]
     start = time.perf_counter()
-    pool.start()
-    print(f"worker pool: {pool.size} gloo workers started in {time.perf_counter() - start:.2f} s "
-          f"(once per pytest process); {args.examples} examples per measurement, one torch "
-          f"thread per process")
+    for pool in pools:
+        pool.start()
+    print(f"worker pools: W = {', '.join(map(str, WORLDS))}, {sum(WORLDS)} gloo workers, "
+          f"started in {time.perf_counter() - start:.2f} s (once per pytest process); "
+          f"{args.examples} examples per measurement, one torch thread per process")
     single_space = probe(REFERENCE_SUBJECT, "cpu")
     print(f"{'distributed invariant':34s} {'ms/example':>10s}   {'single-process counterpart':30s} "
           f"{'ms/example':>10s} {'ratio':>6s}")
@@ -63,7 +64,7 @@ def main(argv=None):
         print(f"{dist_id:34s} {1000 / dist_rate:10.1f}   {single_id:30s} "
               f"{1000 / single_rate:10.1f} {single_rate / dist_rate:6.1f}x"
               + (f"  VIOLATED: {dist_violations[0]}" if dist_violations else ""))
-    pool.stop()
+    stop_pools()
 
 
 if __name__ == "__main__":

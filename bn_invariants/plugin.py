@@ -145,7 +145,15 @@ def pytest_configure(config):
     if is_distributed_active(config):
         from bn_invariants import distributed
         distributed.configure(config)
-        _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+        if (setting(config, "--bn-dist-impl") and in_this_repository(config)
+                and config.args_source != pytest.Config.ArgsSource.ARGS):
+            # as for --bn-impl: only the distributed invariants, not the self-tests
+            if not config.stash.get(ONLY_INVARIANTS, False):
+                config.args[:] = []
+            config.args.append(str(DISTRIBUTED_TESTS))
+            config.stash[ONLY_INVARIANTS] = True
+        else:
+            _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
 
 
 def _refuse_idle_options(config) -> None:

@@ -2,13 +2,18 @@
 import, deadlocks or returns different shapes on different ranks; a broken one fails with
 a reproducible case.  The probe's sentences are checked in this process (on the shared
 pool); the command line's one-line form once, in a fresh pytest."""
+import subprocess
+import sys
+import time
+
 import pytest
 
 from bn_invariants.invariants import SubjectError
+from bn_invariants.invariants.distributed import pool
 from bn_invariants.invariants.distributed.probe import probe
 from bn_invariants.invariants.distributed.run import TIMEOUT
 from bn_invariants.invariants.distributed.subjects import dist_subject
-from tests.test_bn_impl import run_pytest
+from tests.test_bn_impl import ROOT, run_pytest
 
 
 def test_a_missing_module_gets_one_line_on_the_command_line():
@@ -22,11 +27,19 @@ def test_a_missing_module_gets_one_line_on_the_command_line():
         "named 'tests.fixtures.no_such_module'"], result.stderr
 
 
-def test_a_deadlock_ends_in_a_timeout_sentence(monkeypatch):
-    monkeypatch.setitem(TIMEOUT, "seconds", 3.0)
-    with pytest.raises(SubjectError, match=r"did not finish a forward pass on 2 ranks within "
-                                           r"3 s: it deadlocks .*--bn-dist-timeout"):
+def test_a_deadlock_is_named_by_its_collective_long_before_the_timeout(monkeypatch):
+    monkeypatch.setitem(TIMEOUT, "seconds", 60.0)
+    monkeypatch.setattr(pool, "HANG_S", 1.0)  # three looks a second apart
+    start = time.monotonic()
+    with pytest.raises(SubjectError) as info:
         probe(dist_subject("tests.fixtures.bad_dist_impls:DeadlocksOnRankZero"))
+    assert time.monotonic() - start < 30, "the deadlock waited for the timeout"
+    message = str(info.value)
+    assert message.startswith("tests.fixtures.bad_dist_impls:DeadlocksOnRankZero deadlocks in "
+                              "its probe on 2 ranks (probe_inputs on 2 ranks: a collective not "
+                              "every rank reached"), message
+    assert "rank 0 waits in all_reduce (called from " in message, message
+    assert message.endswith("--bn-dist-timeout sets the last-resort limit"), message
 
 
 def test_different_shapes_on_different_ranks_are_named():
@@ -49,4 +62,12 @@ def test_a_broken_implementation_fails_with_a_reproducible_case():
             "[distributed-input-gradient-bn_invariants.zoo.distributed:"
             "NoAllReduceBackwardBatchNorm-cpu]") in out
     assert "sum over ranks of sum_i dl/dx_i[0]=" in out
-    assert "reproduce: DistCase(problem=Problem(shape=" in out and "sizes=(" in out
+    lines = out.splitlines()
+    start = lines.index("Replay the check of this case (from the directory pytest ran in):")
+    replay = "\n".join(line.removeprefix("  ") for line in lines[start + 1:start + 5])
+    assert "DistCase(problem=Problem(shape=" in replay and "sizes=(" in replay, replay
+    again = subprocess.run([sys.executable, "-c", replay], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 1, again.stderr[-2000:]
+    assert "InvariantViolation: sum over ranks of sum_i dl/dx_i[0]=" in again.stderr, \
+        again.stderr[-2000:]

@@ -27,7 +27,7 @@ def run_ranks(subject, case, task, running=None) -> list[dict]:
     requests = [RankRequest(subject.name, case.problem, start, stop, case.params,
                             running(r) if running else None)
                 for r, (start, stop) in enumerate(bounds)]
-    return shared_pool(subject.backend, TIMEOUT["seconds"]).run(task, requests)
+    return shared_pool(subject.backend, len(requests), TIMEOUT["seconds"]).run(task, requests)
 
 
 def rank_outputs(subject, case, answers, ctx: str) -> list:

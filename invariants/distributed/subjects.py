@@ -49,7 +49,8 @@ class DistSubject(Subject):
         return "nccl" if self.device == "cuda" else "gloo"
 
     def space(self) -> DistSpace:
-        """What the distributed family draws for this subject."""
+        """Everything the distributed family may draw for this subject; the plugin
+        narrows it to what the subject takes (``distributed.probe``)."""
         return DistSpace(self.device, {d: RANKS for d in DIST_DTYPES}, "",
                          tuple(w for w in WORLDS if w <= max_world(self.device)),
                          self.empty_slices)

@@ -12,11 +12,13 @@ from functools import lru_cache
 import torch
 import torch.distributed as dist
 
+from bn_invariants.invariants.capabilities import (DECLINES, OPTION_VARIANTS, PROBE_CHANNELS,
+                                                   declined_option)
 from bn_invariants.invariants.params import Params
 from bn_invariants.invariants.reference import as64
 from bn_invariants.invariants.step import bias_gradient_of, build, set_running_stats, shifted_leaf
-from bn_invariants.invariants.subjects import load_subject
-from bn_invariants.strategies import Problem
+from bn_invariants.invariants.subjects import SubjectError, load_subject
+from bn_invariants.strategies import RANKS, BNOptions, Problem, torch_dtype
 
 
 @dataclass(frozen=True)
@@ -129,3 +131,57 @@ def bias_descent(request: RankRequest) -> dict:
         bias = bias - lr * grad
     return {**_state(module), "path_bias": torch.stack(biases),
             "path_loss": torch.tensor(losses, dtype=torch.float64)}
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Rank ``rank``'s part of a probe: ``samples`` samples of every input tried."""
+
+    spec: str
+    device: str
+    rank: int
+    samples: int
+    dtypes: tuple
+
+
+def _refusal(request: ProbeRequest, options, dtype: str, rank: int, training: bool = True):
+    """The exception a training (or eval) forward pass of a fresh module raises on a
+    ``rank``-D input of ``dtype``, or None when it returns."""
+    subject = _subject(request.spec)
+    gen = torch.Generator().manual_seed(rank + 10 * request.rank)
+    shape = (request.samples, PROBE_CHANNELS) + (2,) * (rank - 2)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(torch_dtype(dtype))
+    try:
+        module = subject.build(PROBE_CHANNELS, options=options, device=request.device,
+                               dtype=torch_dtype(dtype))
+        module.train(training)(x.to(request.device))
+    except Exception as exc:  # noqa: BLE001  (the caller decides what refuses what)
+        return exc
+    return None
+
+
+def probe_inputs(request: ProbeRequest) -> dict:
+    """What the subject takes on this rank, every rank trying the same things in the same
+    order: ``refused[(dtype, rank)]``, the line of the exception its training forward
+    pass raised on that input ('' when it returned), and ``declined[option]`` (each of
+    OPTION_VARIANTS and "eval mode"), the line of the NotImplementedError, TypeError or
+    ValueError by which it declined the option ('' when it took it), tried in the first
+    (dtype, rank) taken."""
+    refused = {}
+    for dtype in request.dtypes:
+        for rank in RANKS:
+            exc = _refusal(request, BNOptions(), dtype, rank)
+            refused[(dtype, rank)] = "" if exc is None else f"{type(exc).__name__}: {exc}"
+    taken = [key for key, why in refused.items() if not why]
+    declined = {}
+    if taken:
+        variants = [(name, options, True) for name, options in OPTION_VARIANTS.items()]
+        for name, options, training in variants + [("eval mode", BNOptions(), False)]:
+            exc = _refusal(request, options, *taken[0], training=training)
+            if isinstance(exc, SubjectError):
+                declined[name] = declined_option(exc)
+            elif isinstance(exc, DECLINES):
+                declined[name] = f"{type(exc).__name__}: {exc}"
+            else:
+                declined[name] = ""
+    return {"refused": refused, "declined": declined}
