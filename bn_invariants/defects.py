@@ -97,12 +97,12 @@ class Defect:
         dtypes = f" in {', '.join(self.dtypes)}" if self.dtypes else ""
         lines = [f"{self.cause} ({self.level}){status}: {len(self.invariants)} invariant"
                  f"{'s' if len(self.invariants) > 1 else ''}{dtypes}",
-                 *_wrap(f"invariants: {', '.join(self.invariants)}", width),
+                 *_wrap(f"invariants: {_listed(self.invariants)}", width),
                  *_wrap(f"why: {cause.summary}", width),
                  *_wrap(f"evidence: {example.evidence}", width),
                  *_wrap(f"fix: {cause.fix}", width),
                  *_wrap(f"smallest: {example.invariant} on {example.device}: "
-                        f"{_clip(_without_subject(example.message), 2 * width)}", width)]
+                        f"{_clip(_without_subject(example.message), width + width // 2)}", width)]
         if example.replay:
             lines.append(f"replay: {example.replay}")
         if example.script.startswith("python "):
@@ -112,6 +112,15 @@ class Defect:
 
 _STATUS_WORDS = {KNOWN: "known: in the baseline",
                  BEYOND_LEVEL: "reported, not failing: beyond --bn-level"}
+
+
+LISTED = 6
+"""Invariants named in a defect's block (the JSON report names them all)."""
+
+
+def _listed(names: list) -> str:
+    shown = ", ".join(names[:LISTED])
+    return shown if len(names) <= LISTED else f"{shown} and {len(names) - LISTED} more"
 
 
 def _without_subject(message: str) -> str:

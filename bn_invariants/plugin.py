@@ -154,6 +154,20 @@ def pytest_configure(config):
             config.stash[ONLY_INVARIANTS] = True
         else:
             _add_tests(config, DISTRIBUTED_TESTS, "--bn-dist-impl")
+    if is_active(config) and _only_invariants(config):
+        # the defects at the end say what each failure means; one block per failed test
+        # before them would repeat it (-v or --tb brings the blocks back)
+        config.option.tbstyle = "no"
+
+
+def _only_invariants(config) -> bool:
+    """Whether this run is the invariants alone (``-m bn_invariants``, or ``--bn-impl``
+    in the suite's checkout), with pytest's default traceback style and verbosity: then
+    the per-test blocks are left out of the output (the defects hold what they say)."""
+    alone = (config.stash.get(ONLY_INVARIANTS, False)
+             or (config.getoption("markexpr", default="") or "").strip() == "bn_invariants")
+    return alone and config.getoption("tbstyle", default="auto") == "auto" \
+        and config.get_verbosity() <= 0
 
 
 def _refuse_idle_options(config) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bn_invariants.invariants.conventions import declared
 from bn_invariants.plugin import ONLY_INVARIANTS
 
-SKIP_REASONS = 3
+SKIP_REASONS = 2
 """Skip reasons listed without -v (the most frequent first)."""
 SELF_TESTS_NOTE = ("only the invariants ran (--bn-impl in the suite's own checkout); its "
                    "self-tests run with a plain `pytest` (or name their paths)")
@@ -51,6 +51,9 @@ def write_summary(tr, config, coverage_lines) -> None:
                               f"declare it with {flag} (or its ini key)")
     if config.stash.get(ONLY_INVARIANTS, False):
         tr.write_line(f"  note: {SELF_TESTS_NOTE}")
+    if outcomes.failed and config.option.tbstyle == "no":
+        tr.write_line("  each failed test's whole block (got, expected, tolerance, context, the "
+                      "script): pytest -v, or --bn-report")
 
 
 def write_defects(tr, outcomes) -> None:
