@@ -38,8 +38,9 @@ _OPTIONS = (
                                  "with the distributed family (activates it)"),
     ("--bn-dist-device", "string", "where the distributed family runs: cpu (gloo, default) or "
                                    "cuda (NCCL, one GPU per rank)"),
-    ("--bn-dist-timeout", "string", "seconds one distributed example may take before its "
-                                    "worker processes are stopped and the test fails (default 60)"),
+    ("--bn-dist-timeout", "string", "seconds without progress on the ranks still out (no "
+                                    "answer, no computation) before the workers are stopped and "
+                                    "the test fails (default 60); a hang is reported earlier"),
     ("--bn-report", "string", "write a JSON report of every invariant test (outcome, dtypes "
                               "covered, skip reasons) and the probed coverage to PATH"),
     ("--bn-strict", "bool", "report deviations inherited from torch's own kernel as failures "
