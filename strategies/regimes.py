@@ -126,14 +126,15 @@ def positional(gen, shape, severity, dtype):
     normal noise, plus a ramp from -1 to 1, a step of 2 at the middle and one outlier of
     (1 + severity) sqrt(n) / 2 at the last position, each of either sign per channel.
 
-    Every part of a channel moves its statistics: a prefix (the first 2**16 values of a
-    longer channel) misses the step, the end of the ramp and the outlier, so its mean is
-    off by about 1 and its variance by a third or more (severity 1: the outlier alone holds
-    a third of the variance); dropping the last value loses that third; a short last chunk
-    weighted like a full one, or chunk means merged without the between-chunk term, move
-    the mean or the variance by as much.  The output then moves by a large fraction of
-    sigma, far outside the float32 tolerance at 2**17 values (about 0.03 (1 + |mu|/s + |x̂|)),
-    where an i.i.d. regime's prefix has nearly the statistics of the whole.
+    Every part of a channel moves its statistics: a prefix (the first 2**16 of 2**17 + 1
+    values) misses the step, half the ramp and the outlier, so its mean is 0.3 to 0.7
+    sigma off and its variance half or less (tests/test_long_paths.py measures it); the
+    last value alone holds a quarter to a half of the variance at severity 1, which a
+    loop that stops one short loses; a short last chunk weighted like a full one, or chunk
+    means merged without the between-chunk term, move the mean or the variance as much.
+    The output then moves by a large fraction of sigma, far outside the float32 tolerance
+    at 2**17 values (about 0.03 (1 + |mu|/s + |x̂|)), where an i.i.d. regime's prefix has
+    nearly the statistics of the whole.
 
     Not drawn by ``regimes()``: the long-path cases every run checks
     (``invariants.runner.Target.long_cases``) build it; at the search's lengths it adds
