@@ -46,8 +46,10 @@ has reductions of its own (the sums of g and of g x̂ per channel), which a kern
 split or index the same way: ``input-gradient-closed-form`` checks dl/dx against the exact
 gradient.  The others reach these statistics through the same forward (running
 statistics, eval mode, the metamorphic relations compare two passes that would share the
-bug) and would add about a second per subject to every run for no bug these three miss.
-Each case has the fewest channels the invariant's simplest case has (one, mostly)."""
+bug): each target's pair costs about 0.15 s on one core (a search for its simplest
+float64 case, two checks of 131,073 values), some 25 s more for every default run (five
+subjects) were all 35 invariants with long cases given them, for no bug these three miss.  Each case has the fewest
+channels the invariant's simplest case has (one, mostly)."""
 
 
 @dataclass(frozen=True)
