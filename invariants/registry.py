@@ -55,7 +55,8 @@ class Invariant:
     devices: tuple | None = None
     long_reductions: bool = True
     """Whether its cases may be long reductions (False for single values, empty batches and
-    finite differences): every run then checks it at 4096 values per channel too."""
+    finite differences): every run then checks it at 4096 values per channel too, and the
+    runner's LONG_PATH_INVARIANTS at 2**17 + 1 (``Target.long_cases``)."""
     kind: str = "single"
     """"single": checked on one process against a Subject (tests/test_invariants.py);
     "distributed": checked on W ranks of a process group against a DistSubject

@@ -16,12 +16,40 @@ from bn_invariants.invariants.cases import Space
 from bn_invariants.invariants.registry import Invariant
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT, Subject
 from bn_invariants.strategies.profiles import profile
-from bn_invariants.strategies.shapes import length_shape
+from bn_invariants.strategies.shapes import length_shape, rows_shape
 
 
 LONG_LENGTH = 4096
 """Values per channel of the long case every run checks (kernels switch to split or chunked
 reductions around here)."""
+
+LONG_PATH_LENGTH = 2**17 + 1
+"""Values per channel of the long-path cases: past 2**16 (where a 16-bit count or index
+wraps, and where kernels switch algorithms), and one value past 2**17, so a reduction cut
+into chunks of any power of two ends in a chunk of one value."""
+
+LONG_PATH_DTYPES = ("float64", "float32")
+"""The dtypes of the long-path cases: float64, whose output tolerance at 2**17 values is
+about 3e-13 (1 + |mu|/s + |x̂|) (random rounding, k(n) = 2 sqrt(n)), and float32, where it
+is about 0.03 (1 + |mu|/s + |x̂|) (k(n) = n)."""
+
+LONG_PATH_INVARIANTS = ("agrees-with-reference", "output-moments", "input-gradient-closed-form")
+"""The invariants checked on the long-path cases, not all of them: a case is 2**17 + 1
+values per channel (32 times the 4096 of the other long cases) in two dtypes.
+
+A kernel that drops, truncates or mis-merges part of a long reduction gets its batch
+statistics wrong, and every output then moves by a fraction of sigma in the positional
+regime: ``agrees-with-reference`` compares each output with the float64 oracle's, and
+``output-moments`` checks its mean and variance per channel, reading the output alone (so
+a wrong statistic cannot hide in a reference computed the same wrong way).  The backward
+has reductions of its own (the sums of g and of g x̂ per channel), which a kernel may
+split or index the same way: ``input-gradient-closed-form`` checks dl/dx against the exact
+gradient.  The others reach these statistics through the same forward (running
+statistics, eval mode, the metamorphic relations compare two passes that would share the
+bug): each target's pair costs about 0.15 s on one core (a search for its simplest
+float64 case, two checks of 131,073 values), some 25 s more for every default run (five
+subjects) were all 35 invariants with long cases given them, for no bug these three miss.  Each case has the fewest
+channels the invariant's simplest case has (one, mostly)."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +88,25 @@ class Target:
         Every run checks them, so a kernel's long-reduction path is reached every time, in
         bfloat16 and where a subtler bug shows, in float32; and once more in float32 in the
         offset regime at full severity (|mu|/sigma up to 8/sqrt(u)), where E[x^2] - E[x]^2
-        comes out zero or negative.  Empty for a distributed invariant too: its cases carry
-        per-rank slices drawn for their batch (distributed/split.py draws no long
-        reductions), which a stretched shape would not match."""
+        comes out zero or negative.  For the LONG_PATH_INVARIANTS, then the long-path
+        cases: LONG_PATH_LENGTH values per channel in float64 and float32, in the
+        positional regime, whose statistics depend on position, so that a kernel that
+        sees part of a channel (the first 2**16 values, all but the last chunk) moves the
+        output far outside the tolerance.  Empty for a distributed invariant too: its
+        cases carry per-rank slices drawn for their batch (distributed/split.py draws no
+        long reductions), which a stretched shape would not match."""
         distributed = self.invariant.kind != "single"
         if not self.space or not self.invariant.long_reductions or distributed:
             return ()
-        dtypes = [d for d in LONG_DTYPES if d in self.space.dtype_ranks]
-        found = [_long_case(self, dtype, n) for dtype in dtypes or list(self.space.dtype_ranks)[:1]]
-        if "float32" in self.space.dtype_ranks:
-            found.append(_long_case(self, "float32", n, regime="offset"))
+        ranks = self.space.dtype_ranks
+        plain = [d for d in LONG_DTYPES if d in ranks] or list(ranks)[:1]
+        path = ([d for d in LONG_PATH_DTYPES if d in ranks]
+                if self.invariant.id in LONG_PATH_INVARIANTS else [])
+        simplest = {d: _simplest(self, d) for d in dict.fromkeys(plain + path)}  # one search each
+        found = [_long_case(simplest[d], n) for d in plain]
+        if "float32" in ranks:
+            found.append(_long_case(_simplest(self, "float32", "offset"), n, severity=1.0))
+        found += [_long_path_case(self, simplest[d]) for d in path]
         return tuple(case for case in found if case is not None)
 
     def check(self, case) -> None:
@@ -104,21 +141,45 @@ LONG_DTYPES = ("bfloat16", "float32")
 """The dtypes of the long cases every run checks."""
 
 
-def _long_case(target: Target, dtype: str, n: int, regime: str | None = None):
-    """The simplest case of ``target`` in ``dtype`` (a cheap search: small shapes shrink
-    fast), its shape stretched to ``n`` values per channel, rank and channels kept; with
-    ``regime``, the simplest case drawn in that regime, at severity 1."""
+def _simplest(target: Target, dtype: str, regime: str | None = None):
+    """The simplest case of ``target`` in ``dtype`` (and ``regime``, if given): a cheap
+    search, small shapes shrink fast; None where it draws none."""
     search = profile("ci", max_examples=500, phases=[Phase.generate, Phase.shrink],
                      suppress_health_check=list(HealthCheck), print_blob=False)
     try:
-        found = find(target.cases(), lambda c: c.problem.dtype == dtype and (
+        return find(target.cases(), lambda c: c.problem.dtype == dtype and (
             regime is None or c.problem.regime == regime), settings=search)
     except NoSuchExample:
         return None
+
+
+def _long_case(found, n: int, severity: float | None = None):
+    """``found`` (a simplest case, or None) with its shape stretched to ``n`` values per
+    channel, rank and channels kept; at ``severity`` if given (its own otherwise)."""
+    if found is None:
+        return None
     problem = found.problem
     shape = length_shape(len(problem.shape), problem.num_features, n)
-    severity = problem.severity if regime is None else 1.0
+    severity = problem.severity if severity is None else severity
     return replace(found, problem=replace(problem, shape=shape, severity=severity))
+
+
+def _long_path_case(target: Target, found):
+    """``found``, a simplest case of ``target`` (or None), stretched to LONG_PATH_LENGTH
+    values per channel (``rows_shape``: rank, channels, layout and options kept) and
+    refilled in the positional regime at severity 1, a regime the search never draws;
+    None where ``found`` is, or where the refilled case breaks one of the invariant's
+    preconditions or lies in a known deviation's region."""
+    if found is None:
+        return None
+    problem = found.problem
+    shape = rows_shape(len(problem.shape), problem.num_features, LONG_PATH_LENGTH)
+    case = replace(found, problem=replace(problem, shape=shape, regime="positional", severity=1.0))
+    if not all(p.holds(case) for p in target.invariant.preconditions):
+        return None
+    if any(d.contains(case.problem) for d in target.excluded):
+        return None
+    return case
 
 
 class DevicePoisoned(Exception):

@@ -13,7 +13,7 @@ from bn_invariants.strategies.cotangents import COTANGENTS, cotangents, standard
 from bn_invariants.strategies.dtypes import DTYPE_NAMES, mantissa_bits, torch_dtype
 from bn_invariants.strategies.layouts import LAYOUTS, apply_layout, layouts
 from bn_invariants.strategies.options import BNOptions, bn_options
-from bn_invariants.strategies.regimes import REGIMES, regimes
+from bn_invariants.strategies.regimes import FILLS, REGIMES, regimes
 from bn_invariants.strategies.shapes import MAX_CHANNELS, RANKS, reduction_length, shapes
 
 
@@ -59,7 +59,7 @@ class Problem:
     @cached_property
     def values(self) -> torch.Tensor:
         """The input's values rounded to ``dtype``, held exactly as float64 on the CPU."""
-        raw = REGIMES[self.regime](self.generator(streams.VALUES), self.shape, self.severity, self.dtype)
+        raw = FILLS[self.regime](self.generator(streams.VALUES), self.shape, self.severity, self.dtype)
         return raw.to(self.torch_dtype).double()
 
     def input(self, values: torch.Tensor | None = None) -> torch.Tensor:

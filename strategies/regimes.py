@@ -109,6 +109,55 @@ REGIMES = {
 """Regime name -> fill(generator, shape, severity, dtype) -> float64 tensor."""
 
 
+def positions(shape) -> torch.Tensor:
+    """Each value's position within its channel, 0 to n - 1, as float64 of shape
+    (N, 1, *spatial): the batch index, then the spatial ones, row-major (the order of a
+    channel's values in memory, contiguous or channels-last).
+
+    >>> positions((2, 3, 2)).flatten().tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    """
+    n = reduction_length(shape)
+    return torch.arange(n, dtype=torch.float64).reshape((shape[0], 1) + tuple(shape[2:]))
+
+
+def positional(gen, shape, severity, dtype):
+    """Statistics that depend on position along each channel (``positions``): unit
+    normal noise, plus a ramp from -1 to 1, a step of 2 at the middle and one outlier of
+    (1 + severity) sqrt(n) / 2 at the last position, each of either sign per channel.
+
+    Every part of a channel moves its statistics: a prefix (the first 2**16 of 2**17 + 1
+    values) misses the step, half the ramp and the outlier, so its mean is 0.3 to 0.7
+    sigma off and its variance half or less (tests/test_long_paths.py measures it); the
+    last value alone holds a quarter to a half of the variance at severity 1, which a
+    loop that stops one short loses; a short last chunk weighted like a full one, or chunk
+    means merged without the between-chunk term, move the mean or the variance as much.
+    The output then moves by a large fraction of sigma, far outside the float32 tolerance
+    at 2**17 values (about 0.03 (1 + |mu|/s + |x̂|)), where an i.i.d. regime's prefix has
+    nearly the statistics of the whole.
+
+    Not drawn by ``regimes()``: the long-path cases every run checks
+    (``invariants.runner.Target.long_cases``) build it; at the search's lengths it adds
+    nothing ``heavy_tails`` does not."""
+    n = reduction_length(shape)
+    c = shape[1]
+    at = positions(shape)
+    ramp = 2 * at / max(n - 1, 1) - 1
+    step = 2.0 * (at >= n // 2)
+    outlier = (1 + severity) * math.sqrt(n) / 2 * (at == n - 1)
+    ramp_sign, step_sign, outlier_sign = (
+        _per_channel(shape, torch.where(torch.rand(c, generator=gen) < 0.5, -1.0, 1.0).double())
+        for _ in range(3))
+    return _normal(gen, shape) + ramp_sign * ramp + step_sign * step + outlier_sign * outlier
+
+
+POSITIONAL_REGIMES = {"positional": positional}
+"""Regimes whose statistics depend on position, for the long-path cases only: never drawn."""
+
+FILLS = {**REGIMES, **POSITIONAL_REGIMES}
+"""Every regime a Problem may name, drawn or not: name -> fill."""
+
+
 def regimes(*, allowed=tuple(REGIMES)) -> st.SearchStrategy[str]:
     """Regime names from ``allowed``, shrinking towards "unit".
 

@@ -46,6 +46,21 @@ def length_shape(rank: int, channels: int, n: int = 4096) -> tuple[int, ...]:
     return (n // volume, channels) + tuple(sides)
 
 
+def rows_shape(rank: int, channels: int, n: int, *, rows: int = 3) -> tuple[int, ...]:
+    """A shape of ``rank`` with ``channels`` channels and exactly ``n`` values per channel,
+    for any ``n`` (one not a power of two, say 2**17 + 1 = 3 x 43691): (n, C) at rank 2,
+    else ``rows`` samples of n / rows values along the last spatial side, the other sides 1.
+
+    >>> rows_shape(4, 2, 2**17 + 1)
+    (3, 2, 1, 43691)
+    """
+    if rank == 2:
+        return (n, channels)
+    if n % rows:
+        raise ValueError(f"n={n} is not a multiple of rows={rows}")
+    return (rows, channels) + (1,) * (rank - 3) + (n // rows,)
+
+
 def spatial_sizes(dims: int, max_side: int) -> list[tuple[int, ...]]:
     """Every spatial size with ``dims`` sides in 1..max_side, smallest volume first.
 

@@ -171,14 +171,15 @@ def test_a_search_targets_the_error_to_bound_ratio(monkeypatch):
     (zoo.HalfAccumulationBatchNorm, "half-precision-ulp")], ids=lambda v: getattr(v, "__name__", v))
 def test_a_bug_on_one_path_is_caught_by_the_long_cases(mutant, invariant_id):
     """The long-reduction, chunked-merge, one-dtype and half-accumulation mutants: every
-    run's long cases (4096 values per channel, bfloat16 and float32) catch each one."""
+    run's long cases (4096 values per channel, bfloat16 and float32; and for some
+    invariants 2**17 + 1, tests/test_long_paths.py) catch each one."""
     from bn_invariants.invariants.coverage import probe
-    from bn_invariants.invariants.runner import target_for
+    from bn_invariants.invariants.runner import LONG_LENGTH, LONG_PATH_LENGTH, target_for
     subject = Subject(mutant.__name__, mutant)
     target = target_for(REGISTRY[invariant_id], subject, probe(subject, "cpu"))
     cases = target.long_cases()
     assert cases[0].problem.dtype == "bfloat16"
-    assert all(c.problem.reduction_length == 4096 for c in cases)
+    assert {c.problem.reduction_length for c in cases} <= {LONG_LENGTH, LONG_PATH_LENGTH}
     with pytest.raises(InvariantViolation):
         for case in cases:
             target.check(case)

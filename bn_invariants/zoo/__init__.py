@@ -25,7 +25,7 @@ from bn_invariants.zoo.mixed import DowncastParametersBatchNorm
 from bn_invariants.zoo.modes import (EvalUpdatesRunningStatsBatchNorm, EvalUsesBatchStatsBatchNorm,
                              EvalWithoutEpsBatchNorm)
 from bn_invariants.zoo.long_paths import (BFloat16UnbiasedBatchNorm, ChunkedVarianceMergeBatchNorm,
-                                         SplitReductionBatchNorm)
+                                         FirstValuesOnlyBatchNorm, SplitReductionBatchNorm)
 from bn_invariants.zoo.numerics import (EpsOutsideSqrtBatchNorm, HalfAccumulationBatchNorm,
                                         HalfStatisticsBatchNorm, NaiveVarianceBatchNorm,
                                         UnbiasedNormalisationBatchNorm)
@@ -41,9 +41,11 @@ PATH_MUTANTS = (
     ChunkedVarianceMergeBatchNorm,
     SplitReductionBatchNorm,
     BFloat16UnbiasedBatchNorm,
+    FirstValuesOnlyBatchNorm,
 )
-"""Bugs on one path only (long reductions, chunked merges, one dtype, half accumulation),
-the last of MUTANTS: caught by the search and by the long cases every run checks
+"""Bugs on one path only (long reductions, chunked merges, one dtype, half accumulation, a
+reduction that stops at 2**16 values), the last of MUTANTS: caught by the search and by the
+long cases every run checks
 (tests/test_detection_power.py); their catch rate over seeded runs is in
 docs/time-to-detect.md."""
 
