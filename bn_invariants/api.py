@@ -385,9 +385,15 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
         return InvariantResult(name, device, "skip", message=declined)
     start = time.perf_counter()
     with recording_ratios() as worst:
-        error = find_violation(target, hyp_settings)
+        error = find_violation(_Recording(target), hyp_settings)
     seconds = round(time.perf_counter() - start, 3)
     ratio = worst[0] or None
+    if error is None and target.errors:  # the subject raised, the search went on: as the plugin
+        from bn_invariants.outcomes import raised_finding
+        finding = raised_finding(target)
+        finding = replace(finding, status=status_of(finding, verdicts.level, verdicts.baseline))
+        return InvariantResult(name, device, "fail" if finding.status == FAILING else "xfail",
+                               None, finding.message, finding.replay, seconds, finding)
     if error is None:
         return InvariantResult(name, device, "pass", ratio, seconds=seconds)
     if isinstance(error, Unsupported):
@@ -420,6 +426,21 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
     finding = replace(finding, status=status_of(finding, verdicts.level, verdicts.baseline))
     verdict = "fail" if finding.status == FAILING else "xfail"
     return InvariantResult(name, device, verdict, ratio, message, reproduction, seconds, finding)
+
+
+class _Recording:
+    """A CheckedTarget whose check records the subject's own exceptions and goes on
+    (``CheckedTarget.check_recording``), so the search reports violations first, as the
+    plugin's invariant test does."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __getattr__(self, name):
+        return getattr(self.target, name)
+
+    def check(self, case) -> None:
+        self.target.check_recording(case)
 
 
 _RATIO = re.compile(r"([0-9.]+(?:e[+-]?[0-9]+)?|inf)× the tolerance")

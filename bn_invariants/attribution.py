@@ -10,11 +10,12 @@ Given a violated invariant and its counterexample (a Case), in order:
    The first matched mutant (most alike first) that fails the same invariant on the same
    quantity names the cause.  A mutant whose bug shows and which the subject does not
    behave like is never named;
-3. a batch of at most one value per channel: ``degenerate-batch``;
-4. a half-precision counterexample that passes in float32: ``low-precision-statistics``;
-   ``mixed-precision`` where the violation is about a dtype, or where only float32
-   parameters with half-precision input fail (with parameters in the input's dtype the
-   same problem agrees with the reference);
+3. a forward pass that agrees with the correct control on the counterexample, gradients
+   that do not, and a torch.autograd.Function of the subject's own in its graph:
+   ``backward``;
+4. a batch of at most one value per channel: ``degenerate-batch``;
+   a half-precision counterexample whose violation is about a dtype: ``mixed-precision``;
+   one that passes in float32: ``low-precision-statistics``;
 5. the silent mutant that fails the counterexample on the same quantity most like the
    subject (the nearest reported value); else the most alike matched mutant, though it
    does not fail the case (the subject has its bug);
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
+from torch.autograd.function import BackwardCFunction
 
 from bn_invariants.defects import Finding
 from bn_invariants.invariants.assertions import InvariantViolation
@@ -88,15 +90,17 @@ def _attribute(invariant, subject, case, message, reference) -> Attribution:
         if zoo.fails_alike(mutant)[0] == wanted:
             return _named(cause, f"behaves like the zoo's {_short(mutant)} on the "
                                  f"counterexample ({', '.join(shows)}), which fails it the same way")
+    if zoo.backward_alone() and _custom_function(subject, problem):
+        return _named("backward", "its forward pass agrees with a correct batch norm on the "
+                                  "counterexample and its gradients do not, and they come from a "
+                                  "hand-written torch.autograd.Function")
     if problem.reduction_length <= 1:
         return _named("degenerate-batch", f"fails on a batch of {problem.reduction_length} "
                                           f"value(s) per channel, where a batch norm must "
                                           f"raise a clear error or leave its state alone")
+    if problem.dtype in HALF and "dtype" in wanted:
+        return _named("mixed-precision", f"{wanted} is wrong for {problem.dtype} input")
     if problem.dtype in HALF and _passes(invariant, subject, case, dtype="float32"):
-        if "dtype" in wanted or _params_alone(invariant, subject, case, wanted):
-            return _named("mixed-precision", f"fails in {problem.dtype} with float32 "
-                                             f"parameters, but passes in float32, and in "
-                                             f"{problem.dtype} with {problem.dtype} parameters")
         return _named("low-precision-statistics", f"fails in {problem.dtype}, but the same "
                                                   f"case passes in float32")
     alike = zoo.silent_alike(wanted, _reported_value(message))
@@ -146,6 +150,7 @@ class _Zoo:
         control, mutants = _library()
         problem = case.problem
         ctrl, mine = behaviour(control, problem), behaviour(subject, problem)
+        self.ctrl, self.mine, self.dtype = ctrl, mine, problem.dtype
         self.matched, self.silent = [], []
         for mutant, cause in mutants:
             theirs = behaviour(mutant, problem)
@@ -157,6 +162,19 @@ class _Zoo:
             if share is not None:
                 self.matched.append((share, mutant, cause, shows))
         self.matched.sort(key=lambda m: -m[0])
+
+    def backward_alone(self) -> bool:
+        """Whether the subject's output agrees with the control's and its input or
+        weight gradient does not (beyond rounding noise)."""
+        if self.mine is None or self.ctrl is None:
+            return False
+        unit = finfo(self.dtype).eps / 2
+
+        def differs(name):
+            a, b = self.mine.get(name), self.ctrl.get(name)
+            return (a is not None and b is not None and a.shape == b.shape
+                    and _gap(a, b) > NOTICEABLE * unit * (1 + _size(b)))
+        return not differs("output") and (differs("input_grad") or differs("weight_grad"))
 
     def fails_alike(self, mutant) -> tuple:
         """(quantity, reported value or NaN) of the mutant's violation of the invariant on
@@ -325,14 +343,24 @@ def _tamed(case):
     return replace(case, problem=problem, params=params)
 
 
-def _params_alone(invariant, subject, case, wanted: str) -> bool:
-    """Whether a mixed-precision failure is about the float32 parameters alone: not a
-    running statistic (the statistics' own precision), and the same problem with
-    parameters in the input's dtype agrees with the float64 reference."""
-    if invariant.id != "mixed-precision" or wanted.startswith("running"):
+def _custom_function(subject, problem) -> bool:
+    """Whether the subject's training output is computed by a torch.autograd.Function of
+    its own (a hand-written backward) somewhere in its graph."""
+    try:
+        module = build(subject, problem)
+        y = module.train()(problem.input().requires_grad_(True))
+    except Exception:  # noqa: BLE001
         return False
-    from bn_invariants.invariants import REGISTRY
-    return _passes(REGISTRY["agrees-with-reference"], subject, Case(case.problem))
+    seen, stack = set(), [getattr(y, "grad_fn", None)]
+    while stack and len(seen) < 500:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, BackwardCFunction):
+            return True
+        stack.extend(fn for fn, _ in getattr(node, "next_functions", ()))
+    return False
 
 
 def _passes(invariant, subject, case, *, dtype=None, tame=False, short=False) -> bool:

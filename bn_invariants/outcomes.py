@@ -7,6 +7,7 @@ The controller collects the findings for the summary's defects."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
@@ -58,11 +59,9 @@ class Outcomes:
             return
         report.bn_checked = [target.invariant.id, target.space.device]
         if report.passed and target.errors:
-            text = subject_errors(target)
-            self._settle(report, Finding(target.invariant.id, target.space.device, None,
-                                         "contract", "semantic", "the subject raised on "
-                                         "input it accepts elsewhere", text.splitlines()[0]),
-                         text)
+            finding = raised_finding(target)
+            self._settle(report, finding, f"{target.invariant.id} fails for {target.subject} "
+                                          f"[contract, semantic]: {finding.message}")
         elif report.failed and call.excinfo is not None:
             self._judge(report, target, call.excinfo.value)
 
@@ -81,18 +80,15 @@ class Outcomes:
         reasons = [inherited(target.invariant, target.subject, v.reproduction, v, self.reference)
                    if hasattr(v, "reproduction") else "" for v in violations]
         verbose = self.config.get_verbosity() > 0
-        if all(reasons):
-            block = "\n\n".join(short_block(target, v, self._script(target, v) if verbose else "")
-                                 for v in violations)
-            text = f"{reasons[0]}\n{block}"
-            if self.strict:
-                _fail(report, f"{text}\n(--bn-strict: inherited deviations fail)")
-            else:
-                report.outcome, report.wasxfail = "skipped", reasons[0]
-                report.longrepr = None
+        if all(reasons) and not self.strict:
+            report.outcome, report.wasxfail = "skipped", reasons[0]
+            report.longrepr = None
             return
         violation = next((v for v in violations if hasattr(v, "reproduction")), violations[0])
         finding = self._finding(target, violation)
+        if all(reasons):  # --bn-strict: torch's deviation, failing all the same
+            finding = dataclasses.replace(finding, evidence=f"{reasons[0]} (--bn-strict: "
+                                                             f"inherited deviations fail)")
         if verbose:
             text = "\n\n".join(short_block(target, v, self._script(target, v)) for v in violations)
             text = f"{text}\n{_cause_line(finding)}"
@@ -188,14 +184,24 @@ _SUITE_BUG = ("This exception was raised by bn-invariants' own code, not by the 
 
 
 def subject_errors(target) -> str:
-    """One line per distinct exception the subject raised, with how often and where first."""
+    """One sentence per distinct exception the subject raised, with how often and where
+    first, joined on one line."""
     seen = {}
-    for what, where in target.errors:
+    for what, where, _ in target.errors:
         seen.setdefault(what, [0, where])[0] += 1
-    return "\n".join(f"{target.invariant.id}: {target.subject} raised {what} "
-                     f"({count} example{'s' if count > 1 else ''}; first on {where}); "
-                     f"the other examples were checked"
-                     for what, (count, where) in seen.items())
+    return "; ".join(f"{target.subject} raised {what} ({count} example"
+                     f"{'s' if count > 1 else ''}; first on {where})"
+                     for what, (count, where) in seen.items()) + "; the other examples were checked"
+
+
+def raised_finding(target) -> Finding:
+    """The exceptions the subject raised inside ``target``'s invariant as one Finding
+    (cause ``contract``), replayed on the first case that raised."""
+    case = target.errors[0][2]
+    return Finding(target.invariant.id, target.space.device, case.problem.dtype, "contract",
+                   "semantic", "the subject raised on input it accepts elsewhere",
+                   subject_errors(target), math.prod(case.problem.shape),
+                   replay_line(target, case))
 
 
 def short_block(target, violation, script: str = "") -> str:

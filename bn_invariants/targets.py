@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, find, settings
-from hypothesis.errors import NoSuchExample, Unsatisfiable
+from hypothesis.errors import NoSuchExample, Unsatisfiable, UnsatisfiedAssumption
 
-from bn_invariants.invariants.blame import describe
+from bn_invariants.invariants.assertions import (InvariantViolation, Unsupported,
+                                                 is_device_fault)
+from bn_invariants.invariants.blame import describe, raised_by_suite
+from bn_invariants.invariants.capabilities import declined_option
 from bn_invariants.invariants.runner import Target
 
 
@@ -18,8 +21,8 @@ class CheckedTarget:
     target: object
     capabilities: object
     errors: list = field(default_factory=list)
-    """(description, problem summary) of each exception the subject raised inside the
-    invariant; the search goes on, and the test reports them in one line each."""
+    """(description, problem summary, case) of each exception the subject raised inside
+    the invariant; the search goes on, and the test reports them in one line each."""
 
     def __getattr__(self, name):
         return getattr(self.target, name)
@@ -48,7 +51,20 @@ class CheckedTarget:
 
     def record(self, exc: BaseException, case) -> None:
         """Keep an exception the subject raised on ``case``."""
-        self.errors.append((describe(exc), case.problem.summary()))
+        self.errors.append((describe(exc), case.problem.summary(), case))
+
+    def check_recording(self, case) -> None:
+        """``check``, but an exception of the subject's own (not a violation, a decline,
+        a device fault or the suite's bug) is recorded and the search goes on, as the
+        plugin's invariant test does."""
+        try:
+            self.target.check(case)
+        except (InvariantViolation, Unsupported, UnsatisfiedAssumption):
+            raise
+        except Exception as exc:
+            if raised_by_suite(exc) or is_device_fault(exc) or declined_option(exc):
+                raise
+            self.record(exc, case)
 
     def declined_everywhere(self) -> str:
         """Why no case can be drawn ('' when some can): every case needs a declined option."""

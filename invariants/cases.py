@@ -2,7 +2,7 @@
 every family of the catalogue draws them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
@@ -21,6 +21,8 @@ class Space:
     dtype_ranks: Mapping[str, tuple]
     refusal: str = ""
     """The first error a refused input raised, to explain an empty space."""
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """dtype -> why it was refused at every rank (its first error), for the coverage line."""
 
     def restrict(self, dtypes=None, ranks=None) -> "Space":
         """The part of this space inside ``dtypes`` and ``ranks`` (None: no limit)."""
@@ -31,7 +33,8 @@ class Space:
             rs = tuple(r for r in accepted if ranks is None or r in ranks)
             if rs:
                 kept[dtype] = rs
-        return Space(self.device, kept, self.refusal)
+        return Space(self.device, kept, self.refusal,
+                     {d: why for d, why in self.refused.items() if dtypes is None or d in dtypes})
 
     def __bool__(self) -> bool:
         return bool(self.dtype_ranks)

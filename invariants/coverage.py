@@ -27,13 +27,14 @@ def probe(subject: Subject, device: str, breaks: dict | None = None) -> Space:
     else is accepted, or a factory raises for every dtype: SubjectError.
     """
     breaks = {} if breaks is None else breaks
-    accepted, build_errors, refusals = {}, [], []
+    accepted, build_errors, refusals, refused = {}, [], [], {}
     for name in DTYPE_NAMES:
         dtype = torch_dtype(name)
         try:
             module = subject.build(PROBE_CHANNELS, options=BNOptions(), device=device, dtype=dtype)
         except SubjectError as exc:
             build_errors.append(str(exc))
+            refused[name] = _short(str(exc).split(" raised ", 1)[-1])
             continue
         module.train()
         ranks = []
@@ -45,6 +46,7 @@ def probe(subject: Subject, device: str, breaks: dict | None = None) -> Space:
                 if is_device_fault(exc):
                     raise
                 refusals.append(f"{type(exc).__name__}: {exc}")
+                refused.setdefault(name, _short(refusals[-1]))
                 continue
             broken = _unlike(subject, x, y)
             if broken:
@@ -53,11 +55,17 @@ def probe(subject: Subject, device: str, breaks: dict | None = None) -> Space:
             ranks.append(rank)
         if ranks:
             accepted[name] = tuple(ranks)
+            refused.pop(name, None)
     if len(build_errors) == len(DTYPE_NAMES):
         raise SubjectError(build_errors[0])
     if breaks and not accepted:
         raise SubjectError(next(iter(breaks.values())))
-    return Space(device, accepted, refusals[0] if refusals else "")
+    return Space(device, accepted, refusals[0] if refusals else "", refused)
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 120 else line[:119] + "…"
 
 
 def _unlike(subject: Subject, x: torch.Tensor, y) -> str:
@@ -76,5 +84,12 @@ def describe(space: Space) -> str:
     """e.g. 'float32: ranks 2,3; float64: ranks 2,3' or 'accepts no input'."""
     if not space:
         return "accepts no input"
-    return "; ".join(f"{d}: rank{'s' if len(r) > 1 else ''} {','.join(map(str, r))}"
-                     for d, r in space.dtype_ranks.items())
+    parts = [f"{d}: rank{'s' if len(r) > 1 else ''} {','.join(map(str, r))}"
+             for d, r in space.dtype_ranks.items()]
+    if space.refused:  # a dtype left out is said, with why: a contract torch keeps
+        reasons: dict = {}
+        for dtype, why in space.refused.items():
+            reasons.setdefault(why, []).append(dtype)
+        parts += [f"refuses {', '.join(dtypes)} at every rank ({why})"
+                  for why, dtypes in reasons.items()]
+    return "; ".join(parts)

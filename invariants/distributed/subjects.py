@@ -52,8 +52,8 @@ class DistSubject(Subject):
         """Everything the distributed family may draw for this subject; the plugin
         narrows it to what the subject takes (``distributed.probe``)."""
         return DistSpace(self.device, {d: RANKS for d in DIST_DTYPES}, "",
-                         tuple(w for w in WORLDS if w <= max_world(self.device)),
-                         self.empty_slices)
+                         worlds=tuple(w for w in WORLDS if w <= max_world(self.device)),
+                         empty_slices=self.empty_slices)
 
 
 def max_world(device: str) -> int:
