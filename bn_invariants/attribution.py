@@ -38,7 +38,6 @@ from torch.autograd.function import BackwardCFunction
 
 from bn_invariants.defects import Finding
 from bn_invariants.invariants.assertions import InvariantViolation
-from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.causes import CAUSES
 from bn_invariants.invariants.catalogue.magnitudes import exponent_range
 from bn_invariants.invariants.inheritance import quantity

@@ -13,7 +13,7 @@ from bn_invariants.invariants.conventions import Conventions, declare, declared
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
 from bn_invariants.outcomes import Outcomes
-from bn_invariants.plugin import (CHOICES, COVERAGE, DEVICE_KINDS, ONLY_INVARIANTS, REFERENCE,
+from bn_invariants.plugin import (CHOICES, COVERAGE, DEVICE_KINDS, REFERENCE,
                                   REPLICAS, SUBJECTS, setting)
 from bn_invariants.probing import parse_dtypes, probe_subject
 from bn_invariants.targets import CheckedTarget, safe_id
