@@ -74,12 +74,32 @@ def configure(config) -> None:
     else:
         subjects = BUILTIN_DIST_SUBJECTS
     try:
-        config.stash[DIST_PROBED] = {s.name: probe(s) for s in subjects if not unavailable(s)}
+        probed = {s.name: probe(s) for s in subjects if not unavailable(s)}
     except SubjectError as exc:
         raise pytest.UsageError(f"--bn-dist-impl: {exc}") from None
+    config.stash[DIST_PROBED] = _scoped(config, probed)
     if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         stop_pools()  # the xdist controller runs no test
     config.stash[DIST_SUBJECTS] = subjects
+
+
+def _scoped(config, probed: dict) -> dict:
+    """The probed spaces less the dtypes --bn-dtypes leaves out (a usage error where none
+    is left)."""
+    from dataclasses import replace
+    from bn_invariants.probing import parse_dtypes
+    try:
+        scope = parse_dtypes(setting(config, "--bn-dtypes"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if scope is None:
+        return probed
+    scoped = {name: replace(p, space=p.space.restrict(scope)) for name, p in probed.items()}
+    for name, p in scoped.items():
+        if not p.space:
+            raise pytest.UsageError(f"--bn-dtypes={','.join(scope)}: the distributed subject "
+                                    f"{name} takes none of them ({probed[name].coverage_line()})")
+    return scoped
 
 
 def report_header(config) -> str:

@@ -120,3 +120,11 @@ def test_an_option_of_the_plugin_without_a_subject_is_an_error(tmp_path):
     result = run_plugin(tmp_path, "--bn-device=cpu", timeout=120)
     assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
     assert "--bn-device has nothing to apply to: name the batch norm" in result.stderr
+
+
+def test_the_scope_applies_to_the_distributed_family_too(tmp_path):
+    result = run_plugin(tmp_path, "--bn-dist-impl=bn_invariants.zoo.distributed:AllReduceBatchNorm",
+                        "--bn-dtypes=float16", timeout=300)
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "--bn-dtypes=float16: the distributed subject" in result.stderr
+    assert "takes none of them (float32: ranks 2,3,4,5; float64" in result.stderr
