@@ -20,7 +20,7 @@ from bn_invariants.invariants.distributed.subjects import (BUILTIN_DIST_SUBJECTS
                                                            unavailable)
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.outcomes import compact, leaves
-from bn_invariants.plugin import setting
+from bn_invariants.options import setting
 from bn_invariants.report import REPORT, register_report
 from bn_invariants.strategies.profiles import default_profile
 from bn_invariants.targets import CheckedTarget

@@ -13,6 +13,7 @@ import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from bn_invariants.defects import FAILING, KNOWN, Baseline, Finding, status_of
+from bn_invariants.options import PROBED
 from bn_invariants.replay import compact, replay_line
 from bn_invariants.invariants import InvariantViolation
 from bn_invariants.invariants.blame import raised_by_suite
@@ -100,7 +101,6 @@ class Outcomes:
         """The violation as a Finding, with its likely cause and its stand-alone
         reproduction written to bn-invariants-repro/ (where there is one)."""
         from bn_invariants.attribution import finding_of
-        from bn_invariants.session import PROBED
         probed = self.config.stash[PROBED].get((target.subject.name, target.space.device))
         found = finding_of(target, violation, getattr(probed, "diagnosis", None), self.reference)
         case = getattr(violation, "reproduction", None)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from bn_invariants import options
+
 REPORT = pytest.StashKey["BatchNormReport"]()
 
 
@@ -211,20 +213,15 @@ def coverage(config, results) -> dict:
 
 
 def _stash_session(config, key_name: str):
-    """config.stash[session.<key_name>] (None where the single-process invariants are off)."""
-    if not getattr(config, "stash", None):
+    """config.stash[options.<key_name>] (None where the single-process invariants are off)."""
+    if not getattr(config, "stash", None) or not options.is_active(config):
         return None
-    from bn_invariants import plugin
-    if not plugin.is_active(config):
-        return None
-    from bn_invariants import session
-    return config.stash.get(getattr(session, key_name), None)
+    return config.stash.get(getattr(options, key_name), None)
 
 
 def _stash(config, key_name: str, default):
-    """config.stash[plugin.<key_name>]: what the plugin probed at start-up."""
-    from bn_invariants import plugin
-    return config.stash.get(getattr(plugin, key_name), default)
+    """config.stash[options.<key_name>]: what the plugin probed at start-up."""
+    return config.stash.get(getattr(options, key_name), default)
 
 
 def _torch_version() -> str:

@@ -13,8 +13,8 @@ from bn_invariants.invariants.conventions import Conventions, declare, declared
 from bn_invariants.invariants.runner import target_for
 from bn_invariants.invariants.subjects import REFERENCE_SUBJECT
 from bn_invariants.outcomes import Outcomes
-from bn_invariants.plugin import (CHOICES, COVERAGE, DEVICE_KINDS, REFERENCE,
-                                  REPLICAS, SUBJECTS, setting)
+from bn_invariants.options import (CHOICES, COVERAGE, DEVICE_KINDS, OUTCOMES, PROBED,
+                                   REFERENCE, REPLICAS, SUBJECTS, setting)
 from bn_invariants.probing import parse_dtypes, probe_subject
 from bn_invariants.targets import CheckedTarget, safe_id
 from bn_invariants.strategies import available_devices
@@ -72,10 +72,6 @@ def configure(config) -> None:
     if report_path:
         from bn_invariants.report import register_report
         register_report(config, report_path)
-
-
-PROBED = pytest.StashKey[dict]()
-OUTCOMES = pytest.StashKey[Outcomes]()
 
 
 def _conventions(config) -> Conventions:

@@ -4,7 +4,7 @@ grouped by likely cause, most serious first) with the levels that hold."""
 from __future__ import annotations
 
 from bn_invariants.invariants.conventions import declared
-from bn_invariants.plugin import ONLY_INVARIANTS
+from bn_invariants.options import ONLY_INVARIANTS, OUTCOMES, PROBED
 
 SKIP_REASONS = 2
 """Skip reasons listed without -v (the most frequent first)."""
@@ -14,7 +14,6 @@ SELF_TESTS_NOTE = ("only the invariants ran (--bn-impl in the suite's own checko
 
 def write_summary(tr, config, coverage_lines) -> None:
     """Write the batch-norm part of the terminal summary."""
-    from bn_invariants.session import OUTCOMES, PROBED
     outcomes = config.stash.get(OUTCOMES, None)
     tr.write_sep("-", "batch-norm coverage")
     for line in coverage_lines:

@@ -71,7 +71,7 @@ def test_links_into_the_catalogue_resolve(pages):
 
 
 def test_documented_options_exist():
-    from bn_invariants.plugin import _OPTIONS
+    from bn_invariants.options import _OPTIONS
     defined = {option for option, _, _ in _OPTIONS}
     for page in HAND_WRITTEN:
         for option in sorted(set(re.findall(r"--bn-[a-z]+(?:-[a-z]+)*", page.read_text(encoding="utf-8")))):
