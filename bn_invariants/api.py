@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 VERDICTS = ("pass", "fail", "skip", "xfail")
@@ -277,20 +277,21 @@ def _not_checked(invariant, subject, probed, conventions) -> str:
 def _contract_results(probed, device: str, level: str, baseline) -> list:
     """The broken ones of the batch-normalisation verdict and the construction and output
     contracts, as the plugin's test_contract reports them (a kept contract is not listed)."""
-    from bn_invariants.defects import FAILING, Finding, status_of
+    from bn_invariants.defects import contract_finding, settled
     from bn_invariants.invariants.conventions import declared
-    verdict = probed.diagnosis.verdict(declared()) if probed.diagnosis else ""
     results = []
-    for name, message in {"batch-normalisation": verdict, **probed.contract_failures()}.items():
-        if not message:
-            continue
-        cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
-        finding = Finding(name, device, None, cause, "semantic", message, message)
-        status = status_of(finding, level, baseline)
-        finding = replace(finding, status=status)
-        results.append(InvariantResult(name, device, "fail" if status == FAILING else "xfail",
-                                       message=message, finding=finding))
+    for name, message in probed.contracts(declared()).items():
+        if message:
+            finding = settled(contract_finding(name, device, message), level, baseline)
+            results.append(InvariantResult(name, device, _verdict(finding), message=message,
+                                           finding=finding))
     return results
+
+
+def _verdict(finding) -> str:
+    """'fail' for a finding that fails the run, 'xfail' for one known or past the level."""
+    from bn_invariants.defects import FAILING
+    return "fail" if finding.status == FAILING else "xfail"
 
 
 def as_subject(impl, what: str):
@@ -369,7 +370,7 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
     likely cause (a skip where torch's own kernel fails the same way, unless ``strict``;
     an 'xfail' where it is in the baseline or past the level)."""
     from bn_invariants.attribution import finding_of
-    from bn_invariants.defects import FAILING, Finding, status_of
+    from bn_invariants.defects import Finding, settled
     from bn_invariants.invariants import InvariantViolation, Unsupported
     from bn_invariants.invariants.assertions import recording_ratios
     from bn_invariants.invariants.capabilities import declined_option
@@ -390,10 +391,9 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
     ratio = worst[0] or None
     if error is None and target.errors:  # the subject raised, the search went on: as the plugin
         from bn_invariants.outcomes import raised_finding
-        finding = raised_finding(target)
-        finding = replace(finding, status=status_of(finding, verdicts.level, verdicts.baseline))
-        return InvariantResult(name, device, "fail" if finding.status == FAILING else "xfail",
-                               None, finding.message, finding.replay, seconds, finding)
+        finding = settled(raised_finding(target), verdicts.level, verdicts.baseline)
+        return InvariantResult(name, device, _verdict(finding), None, finding.message,
+                               finding.replay, seconds, finding)
     if error is None:
         return InvariantResult(name, device, "pass", ratio, seconds=seconds)
     if isinstance(error, Unsupported):
@@ -423,9 +423,9 @@ def _run(target, device: str, hyp_settings, reference, strict: bool,
     else:
         finding = Finding(name, device, None, "contract", "semantic",
                           "the subject raised on input it accepts elsewhere", message)
-    finding = replace(finding, status=status_of(finding, verdicts.level, verdicts.baseline))
-    verdict = "fail" if finding.status == FAILING else "xfail"
-    return InvariantResult(name, device, verdict, ratio, message, reproduction, seconds, finding)
+    finding = settled(finding, verdicts.level, verdicts.baseline)
+    return InvariantResult(name, device, _verdict(finding), ratio, message, reproduction,
+                           seconds, finding)
 
 
 class _Recording:

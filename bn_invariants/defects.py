@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bn_invariants.invariants.causes import CAUSES, LEVELS, fails_run, level_rank
@@ -176,6 +176,18 @@ def levels_line(defects) -> str:
         where = f" in {', '.join(dtypes)}" if level == "precision" and dtypes else ""
         parts.append(f"{level}: fails{where} ({', '.join(d.cause for d in here)})")
     return "; ".join(parts)
+
+
+def contract_finding(name: str, device: str, message: str) -> Finding:
+    """A broken contract as a Finding: ``batch-normalisation`` is ``not-a-batch-norm``,
+    the construction and output contracts ``contract``."""
+    cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
+    return Finding(name, device, None, cause, "semantic", message, message)
+
+
+def settled(finding: Finding, threshold: str, baseline: "Baseline") -> Finding:
+    """``finding`` with its status (``status_of``)."""
+    return replace(finding, status=status_of(finding, threshold, baseline))
 
 
 def status_of(finding: Finding, threshold: str, baseline: "Baseline") -> str:

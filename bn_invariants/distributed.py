@@ -19,7 +19,8 @@ from bn_invariants.invariants.distributed.run import TIMEOUT
 from bn_invariants.invariants.distributed.subjects import (BUILTIN_DIST_SUBJECTS, dist_subject,
                                                            unavailable)
 from bn_invariants.invariants.runner import target_for
-from bn_invariants.outcomes import compact, leaves
+from bn_invariants.outcomes import leaves
+from bn_invariants.replay import compact
 from bn_invariants.options import setting
 from bn_invariants.report import REPORT, register_report
 from bn_invariants.strategies.profiles import default_profile

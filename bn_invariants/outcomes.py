@@ -1,7 +1,7 @@
 """What each invariant test's outcome means, decided once the test has run: a failure
 torch shares is inherited (a non-strict xfail unless ``--bn-strict``), exceptions the
 subject raised are one line each, a failure is a Finding with its likely cause and level
-(``bn_invariants.attribution``) and a report of three lines (the whole block with ``-v``);
+(``bn_invariants.attribution``) and a report of one line (the whole block with ``-v``);
 a finding in the baseline or past ``--bn-level`` is an xfail, reported, not failing.
 The controller collects the findings for the summary's defects."""
 from __future__ import annotations
@@ -12,7 +12,8 @@ import math
 import pytest
 from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
-from bn_invariants.defects import FAILING, KNOWN, Baseline, Finding, status_of
+from bn_invariants.defects import (FAILING, KNOWN, Baseline, Finding, contract_finding,
+                                   settled)
 from bn_invariants.options import PROBED
 from bn_invariants.replay import compact, replay_line
 from bn_invariants.invariants import InvariantViolation
@@ -86,50 +87,51 @@ class Outcomes:
             report.longrepr = None
             return
         violation = next((v for v in violations if hasattr(v, "reproduction")), violations[0])
-        finding = self._finding(target, violation)
+        finding, script = self._finding(target, violation)
         if all(reasons):  # --bn-strict: torch's deviation, failing all the same
             finding = dataclasses.replace(finding, evidence=f"{reasons[0]} (--bn-strict: "
                                                              f"inherited deviations fail)")
         if verbose:
-            text = "\n\n".join(short_block(target, v, self._script(target, v)) for v in violations)
+            text = "\n\n".join(short_block(target, v, script if v is violation
+                                             else self._script(target, v)) for v in violations)
             text = f"{text}\n{_cause_line(finding)}"
         else:
             text = brief(target, violation, finding)
         self._settle(report, finding, text)
 
-    def _finding(self, target, violation) -> Finding:
-        """The violation as a Finding, with its likely cause and its stand-alone
-        reproduction written to bn-invariants-repro/ (where there is one)."""
+    def _finding(self, target, violation) -> tuple:
+        """(the violation as a Finding with its likely cause, the text of its stand-alone
+        reproduction, '' where there is none); the script is written to
+        bn-invariants-repro/ once, and the Finding names it."""
         from bn_invariants.attribution import finding_of
         probed = self.config.stash[PROBED].get((target.subject.name, target.space.device))
         found = finding_of(target, violation, getattr(probed, "diagnosis", None), self.reference)
         case = getattr(violation, "reproduction", None)
         if case is None:
-            return found
-        _, line = reproduction_file(target.invariant, target.subject, case, str(violation),
-                                    self.reference)
-        return dataclasses.replace(found, script=line)
+            return found, ""
+        path, line = reproduction_file(target.invariant, target.subject, case, str(violation),
+                                       self.reference)
+        script = path.read_text(encoding="utf-8") if path is not None else line
+        return dataclasses.replace(found, script=line), script
 
     def _judge_contract(self, report, contract) -> None:
         name, subject, device, message = contract
         report.bn_checked = [name, device]
         if not report.failed:
             return
-        cause = "not-a-batch-norm" if name == "batch-normalisation" else "contract"
-        finding = Finding(name, device, None, cause, "semantic", message, message)
-        self._settle(report, finding, f"{name} fails for {subject} [{cause}, semantic]: "
-                                      f"{message}")
+        finding = contract_finding(name, device, message)
+        self._settle(report, finding, f"{name} fails for {subject} [{finding.cause}, "
+                                      f"semantic]: {message}")
 
     def _settle(self, report, finding: Finding, text: str) -> None:
         """Fail ``report`` with ``text``, or make it an xfail when the finding is known in
         the baseline or past --bn-level; keep the finding on the report either way."""
-        status = status_of(finding, self.level, self.baseline)
-        finding = dataclasses.replace(finding, status=status)
+        finding = settled(finding, self.level, self.baseline)
         report.bn_finding = finding.to_json()
-        if status == FAILING:
+        if finding.status == FAILING:
             _fail(report, text)
             return
-        prefix = KNOWN_PREFIX if status == KNOWN else f"{BEYOND_PREFIX}={self.level}"
+        prefix = KNOWN_PREFIX if finding.status == KNOWN else f"{BEYOND_PREFIX}={self.level}"
         report.outcome, report.longrepr = "skipped", None
         report.wasxfail = (f"{prefix}: {finding.cause} ({finding.level}): "
                            f"{finding.invariant}: {finding.message[:200]}")

@@ -30,6 +30,12 @@ class Probed:
                 if self.left_out else "")
         return describe(self.space) + (f"; {declined}" if declined else "") + left
 
+    def contracts(self, conventions) -> dict:
+        """contract id -> message (empty where it is kept): the up-front
+        batch-normalisation verdict under ``conventions``, then ``contract_failures``."""
+        verdict = self.diagnosis.verdict(conventions) if self.diagnosis else ""
+        return {"batch-normalisation": verdict, **self.contract_failures()}
+
     def contract_failures(self) -> dict:
         """contract id -> message, for each contract the subject breaks (an empty message
         for one it keeps): construction, then output for each rank."""

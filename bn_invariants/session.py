@@ -229,9 +229,7 @@ def _contract_params(config) -> list:
     construction contract and the output contract of each rank."""
     params = []
     for (name, device), probed in config.stash[PROBED].items():
-        verdict = probed.diagnosis.verdict(declared()) if probed.diagnosis else ""
-        failures = {"batch-normalisation": verdict, **probed.contract_failures()}
-        for contract, message in failures.items():
+        for contract, message in probed.contracts(declared()).items():
             ident = safe_id(contract, name, device)
             params.append(pytest.param((contract, name, device, message), id=ident))
     return params
