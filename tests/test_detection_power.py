@@ -10,6 +10,7 @@ from bn_invariants.invariants.cases import Case
 from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
 from bn_invariants.strategies import BNOptions, Problem
+from tests.fixtures.threads import one_thread  # noqa: F401  (a fixture)
 
 TORCH_1D = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.BatchNorm1d")
 DETACHED_MEAN = Subject("DetachedMean", zoo.DetachedMeanBatchNorm)
@@ -25,11 +26,8 @@ def caught(subject, invariant_id, problem, params=Params()) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])

@@ -17,16 +17,14 @@ from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS, Subject
 from bn_invariants.strategies import REGIMES, Problem, problems
 from bn_invariants.strategies.regimes import POSITIONAL_REGIMES, positions
 from bn_invariants.strategies.shapes import rows_shape
+from tests.fixtures.threads import one_thread  # noqa: F401  (a fixture)
 
 FIRST_VALUES_ONLY = Subject("FirstValuesOnly", zoo.FirstValuesOnlyBatchNorm)
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 class LastValueDroppedBatchNorm(zoo.ZooBatchNorm):

@@ -14,6 +14,7 @@ from bn_invariants.invariants.runner import check_case
 from bn_invariants.invariants.subjects import BUILTIN_SUBJECTS
 from bn_invariants.strategies import Problem
 from tests.fixtures.replay import passed_or_rejected
+from tests.fixtures.threads import one_thread  # noqa: F401  (a fixture)
 
 # A replayed case that the check rejects is rejected inside a search, as it was found:
 # reject() outside a Hypothesis test is deprecated, and these must not warn.
@@ -24,14 +25,6 @@ CONSTANT_CHANNELS = Problem(shape=(100000, 2), dtype="float16", regime="constant
 FUNCTIONAL = next(s for s in BUILTIN_SUBJECTS if s.name == "torch.nn.functional.batch_norm")
 
 
-@pytest.fixture
-def one_thread():
-    """torch's summation order, hence the mean's error, depends on its thread count: the
-    overflow happens with one thread (as under pytest-xdist and in the benchmarks)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_torch_passes_where_only_an_overflow_within_the_bound_happens(one_thread):
